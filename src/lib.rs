@@ -1,0 +1,1 @@
+//! Shared command-line plumbing for the `gen-compile` and `gen-train` binaries.
