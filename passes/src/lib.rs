@@ -1,1 +1,13 @@
-pub fn placeholder() {}
+//! gen-passes: the compiler library of gen-compile. The IR (`ir`), ONNX import/export
+//! (`onnx`), the pass manager and the passes (`pipeline`).
+
+pub mod compile;
+pub mod error;
+pub mod ir;
+pub mod onnx;
+pub mod options;
+pub mod pipeline;
+
+pub use compile::{compile, Compiled, Emit};
+pub use error::{Error, Result};
+pub use options::CompileOptions;

@@ -1,0 +1,33 @@
+//! The library's error type. Each stage has its own typed error (import, export, verify,
+//! autodiff, ...); this enum is what the library's entry points return.
+
+use crate::ir::verify::VerifyError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Import(#[from] crate::onnx::ImportError),
+    #[error(transparent)]
+    Export(#[from] crate::onnx::ExportError),
+    /// The IR is invalid after a pass (or after import).
+    #[error("invalid IR after {after}: {error}")]
+    Verify { after: String, error: VerifyError },
+    /// A stage's own typed error (loss, autodiff, optimizer, GeN, ...).
+    #[error("{stage}: {source}")]
+    Stage {
+        stage: &'static str,
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+}
+
+impl Error {
+    /// Wraps a stage's typed error.
+    pub fn stage(stage: &'static str, e: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Error::Stage {
+            stage,
+            source: Box::new(e),
+        }
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,14 @@
+//! The compiler's intermediate representation.
+
+mod builder;
+mod graph;
+pub mod infer;
+mod ops;
+pub mod text;
+mod types;
+pub mod verify;
+
+pub use builder::Builder;
+pub use graph::{Attr, Graph, Model, Node, NodeId, Value, ValueDef, ValueId};
+pub use ops::Op;
+pub use types::{f16_to_f32, f32_to_f16, DType, Dim, Tensor, TensorData, TensorType, Type};

@@ -1,0 +1,206 @@
+//! The closed operator table. Every operator the compiler reasons about is one variant whose
+//! name is its ONNX `op_type` in the default domain; anything else (other domains, operators
+//! added to ONNX later) is kept losslessly as `Op::Other`. Import, export and the text form all
+//! go through `Op::from_onnx` / `Op::op_type` / `Op::domain`, so adding an operator is one line
+//! here plus, where it matters, its gradient in `autodiff`.
+
+macro_rules! op_table {
+    ($($v:ident),* $(,)?) => {
+        /// An operator: a known default-domain op, or an opaque one carried through unchanged.
+        #[derive(Clone, Debug, PartialEq, Eq, Hash)]
+        pub enum Op {
+            $($v,)*
+            /// Any operator not in the table (kept as written, domain and type).
+            Other { domain: String, op_type: String },
+        }
+
+        impl Op {
+            /// Maps an ONNX (domain, op_type) pair to an operator.
+            pub fn from_onnx(domain: &str, op_type: &str) -> Op {
+                if domain.is_empty() || domain == "ai.onnx" {
+                    match op_type {
+                        $(stringify!($v) => return Op::$v,)*
+                        _ => {}
+                    }
+                }
+                Op::Other { domain: domain.to_string(), op_type: op_type.to_string() }
+            }
+
+            /// The ONNX op_type.
+            pub fn op_type(&self) -> &str {
+                match self {
+                    $(Op::$v => stringify!($v),)*
+                    Op::Other { op_type, .. } => op_type,
+                }
+            }
+        }
+    };
+}
+
+op_table! {
+    // elementwise arithmetic and math
+    Add, Sub, Mul, Div, Neg, Pow, Sqrt, Exp, Log, Reciprocal, Abs, Min, Max, Clip, Sign, Floor,
+    Ceil, Round, Mod, Sum, Mean, Erf, Sin, Cos, Tan, Tanh, Sigmoid, HardSigmoid, Relu, LeakyRelu,
+    Elu, Selu, Celu, Gelu, Softplus, Softsign, PRelu, HardSwish, Mish, ThresholdedRelu,
+    // comparisons and logic (never differentiable)
+    Equal, Less, LessOrEqual, Greater, GreaterOrEqual, Not, And, Or, Xor, Where, IsNaN, IsInf,
+    BitShift, BitwiseAnd, BitwiseOr, BitwiseXor, BitwiseNot,
+    // linear algebra and neural network layers
+    MatMul, Gemm, Conv, ConvTranspose, BatchNormalization, LayerNormalization,
+    InstanceNormalization, GroupNormalization, LpNormalization, MaxPool, AveragePool,
+    GlobalAveragePool, GlobalMaxPool, Dropout, Softmax, LogSoftmax, Hardmax, Einsum,
+    // losses
+    SoftmaxCrossEntropyLoss, NegativeLogLikelihoodLoss,
+    // reductions
+    ReduceSum, ReduceMean, ReduceMax, ReduceMin, ReduceProd, ReduceL1, ReduceL2, ReduceLogSumExp,
+    ReduceSumSquare, ReduceLogSum, ArgMax, ArgMin, CumSum, TopK,
+    // shape and data movement
+    Reshape, Flatten, Squeeze, Unsqueeze, Transpose, Expand, Tile, Pad, Concat, Split, Slice,
+    Gather, GatherElements, GatherND, ScatterElements, ScatterND, Scatter, Identity, Cast,
+    CastLike, Shape, Size, ConstantOfShape, Constant, Range, OneHot, NonZero, Trilu, Resize,
+    Upsample, DepthToSpace, SpaceToDepth, SplitToSequence, SequenceAt, SequenceConstruct,
+    SequenceLength, SequenceInsert, SequenceEmpty, ConcatFromSequence,
+    // randomness
+    RandomUniform, RandomUniformLike, RandomNormal, RandomNormalLike, Bernoulli, Multinomial,
+    // control flow
+    If, Loop, Scan,
+}
+
+impl Op {
+    /// The ONNX domain ("" for the default domain).
+    pub fn domain(&self) -> &str {
+        match self {
+            Op::Other { domain, .. } => domain,
+            _ => "",
+        }
+    }
+
+    /// Whether this operator is an elementwise op with multidirectional (numpy) broadcasting.
+    pub fn is_broadcasting(&self) -> bool {
+        matches!(
+            self,
+            Op::Add
+                | Op::Sub
+                | Op::Mul
+                | Op::Div
+                | Op::Pow
+                | Op::Min
+                | Op::Max
+                | Op::Sum
+                | Op::Mean
+                | Op::Mod
+                | Op::Equal
+                | Op::Less
+                | Op::LessOrEqual
+                | Op::Greater
+                | Op::GreaterOrEqual
+                | Op::And
+                | Op::Or
+                | Op::Xor
+                | Op::Where
+                | Op::PRelu
+                | Op::BitShift
+                | Op::BitwiseAnd
+                | Op::BitwiseOr
+                | Op::BitwiseXor
+        )
+    }
+
+    /// Unary ops whose output has the input's type and shape.
+    pub fn is_unary_same_type(&self) -> bool {
+        matches!(
+            self,
+            Op::Neg
+                | Op::Sqrt
+                | Op::Exp
+                | Op::Log
+                | Op::Reciprocal
+                | Op::Abs
+                | Op::Sign
+                | Op::Floor
+                | Op::Ceil
+                | Op::Round
+                | Op::Erf
+                | Op::Sin
+                | Op::Cos
+                | Op::Tan
+                | Op::Tanh
+                | Op::Sigmoid
+                | Op::HardSigmoid
+                | Op::Relu
+                | Op::LeakyRelu
+                | Op::Elu
+                | Op::Selu
+                | Op::Celu
+                | Op::Gelu
+                | Op::Softplus
+                | Op::Softsign
+                | Op::HardSwish
+                | Op::Mish
+                | Op::ThresholdedRelu
+                | Op::Softmax
+                | Op::LogSoftmax
+                | Op::Hardmax
+                | Op::Identity
+                | Op::Clip
+                | Op::LpNormalization
+                | Op::BitwiseNot
+                | Op::Not
+                | Op::CumSum
+                | Op::Trilu
+        )
+    }
+
+    /// Operators whose outputs never carry a gradient (shape, index and comparison results).
+    pub fn is_non_differentiable(&self) -> bool {
+        matches!(
+            self,
+            Op::Shape
+                | Op::Size
+                | Op::ConstantOfShape
+                | Op::Constant
+                | Op::Range
+                | Op::NonZero
+                | Op::ArgMax
+                | Op::ArgMin
+                | Op::Equal
+                | Op::Less
+                | Op::LessOrEqual
+                | Op::Greater
+                | Op::GreaterOrEqual
+                | Op::Not
+                | Op::And
+                | Op::Or
+                | Op::Xor
+                | Op::IsNaN
+                | Op::IsInf
+                | Op::Sign
+                | Op::Floor
+                | Op::Ceil
+                | Op::Round
+                | Op::BitShift
+                | Op::BitwiseAnd
+                | Op::BitwiseOr
+                | Op::BitwiseXor
+                | Op::BitwiseNot
+                | Op::Hardmax
+                | Op::OneHot
+                | Op::RandomUniform
+                | Op::RandomUniformLike
+                | Op::RandomNormal
+                | Op::RandomNormalLike
+                | Op::Bernoulli
+                | Op::Multinomial
+                | Op::SequenceLength
+        )
+    }
+}
+
+impl std::fmt::Display for Op {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Op::Other { domain, op_type } if !domain.is_empty() => write!(f, "{domain}::{op_type}"),
+            _ => f.write_str(self.op_type()),
+        }
+    }
+}

@@ -1,0 +1,376 @@
+//! ModelProto → IR. Accepts what stock ONNX Runtime accepts: IR 3–10, any opset, unknown
+//! domains (kept as opaque ops), subgraphs (If/Loop/Scan bodies capture enclosing values by
+//! name), optional inputs/outputs, value_info, metadata and doc strings. Fields the IR does
+//! not model are kept as serialized protobuf and merged back on export.
+
+use super::tensor::decode;
+use super::ImportError;
+use crate::ir::infer::infer_and_store;
+use crate::ir::{Attr, DType, Dim, Graph, Model, Op, TensorType, Type, ValueDef, ValueId};
+use onnx_protobuf::attribute_proto::AttributeType;
+use onnx_protobuf::tensor_proto::DataLocation;
+use onnx_protobuf::{
+    type_proto, AttributeProto, GraphProto, Message, ModelProto, NodeProto, TypeProto,
+};
+use std::collections::{BTreeMap, HashSet};
+use std::path::Path;
+
+/// Loads a model file (external data is read relative to its folder).
+pub fn load(path: &Path) -> Result<Model, ImportError> {
+    let bytes = std::fs::read(path).map_err(|e| ImportError::Io {
+        path: path.to_path_buf(),
+        message: match e.kind() {
+            std::io::ErrorKind::NotFound => "no such file".to_string(),
+            _ => e.to_string(),
+        },
+    })?;
+    if bytes.is_empty() {
+        return Err(ImportError::Empty {
+            path: path.to_path_buf(),
+        });
+    }
+    let base = path.parent().map(|p| {
+        if p.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            p
+        }
+    });
+    from_bytes_at(&bytes, base, path)
+}
+
+/// Decodes a serialized model; `base_dir` is where external data lives.
+pub fn from_bytes(bytes: &[u8], base_dir: Option<&Path>) -> Result<Model, ImportError> {
+    from_bytes_at(bytes, base_dir, Path::new("<memory>"))
+}
+
+fn from_bytes_at(bytes: &[u8], base: Option<&Path>, path: &Path) -> Result<Model, ImportError> {
+    let mp = ModelProto::parse_from_bytes(bytes).map_err(|e| ImportError::Decode {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })?;
+    import_model(mp, base).map_err(|e| e.in_file(path))
+}
+
+fn import_model(mut mp: ModelProto, base: Option<&Path>) -> Result<Model, ImportError> {
+    let Some(gp) = mp.graph.take() else {
+        return Err(ImportError::NoGraph {
+            path: Path::new("<model>").to_path_buf(),
+        });
+    };
+    let opsets: BTreeMap<String, i64> = mp
+        .opset_import
+        .iter()
+        .map(|o| {
+            let d = if o.domain == "ai.onnx" { "" } else { &o.domain };
+            (d.to_string(), o.version)
+        })
+        .collect();
+    let opset = opsets.get("").copied().unwrap_or(1);
+    let cx = Importer { base, opset };
+    let graph = cx.graph(&gp, false)?;
+    let mut m = Model {
+        ir_version: mp.ir_version,
+        opsets,
+        producer_name: std::mem::take(&mut mp.producer_name),
+        producer_version: std::mem::take(&mut mp.producer_version),
+        domain: std::mem::take(&mut mp.domain),
+        model_version: mp.model_version,
+        doc: std::mem::take(&mut mp.doc_string),
+        metadata: mp
+            .metadata_props
+            .iter()
+            .map(|e| (e.key.clone(), e.value.clone()))
+            .collect(),
+        graph,
+        extra: Vec::new(),
+    };
+    mp.ir_version = 0;
+    mp.opset_import.clear();
+    mp.model_version = 0;
+    mp.metadata_props.clear();
+    m.extra = mp.write_to_bytes().unwrap_or_default();
+    Ok(m)
+}
+
+struct Importer<'a> {
+    base: Option<&'a Path>,
+    opset: i64,
+}
+
+/// An ONNX TypeProto as an IR type.
+pub fn type_from_proto(tp: &TypeProto) -> Type {
+    match &tp.value {
+        Some(type_proto::Value::TensorType(t)) => {
+            let dtype = DType::from_onnx(t.elem_type).unwrap_or(DType::Undefined);
+            let shape =
+                t.shape.as_ref().map(|s| {
+                    s.dim
+                        .iter()
+                        .map(|d| match &d.value {
+                            Some(
+                                onnx_protobuf::tensor_shape_proto::dimension::Value::DimValue(v),
+                            ) => Dim::Fixed(*v),
+                            Some(
+                                onnx_protobuf::tensor_shape_proto::dimension::Value::DimParam(p),
+                            ) if !p.is_empty() => Dim::Sym(p.clone()),
+                            _ => Dim::Unknown,
+                        })
+                        .collect()
+                });
+            Type::Tensor(TensorType::new(dtype, shape))
+        }
+        None => Type::Unknown,
+        Some(_) => Type::Opaque(tp.write_to_bytes().unwrap_or_default()),
+    }
+}
+
+impl Importer<'_> {
+    fn graph(&self, gp: &GraphProto, is_subgraph: bool) -> Result<Graph, ImportError> {
+        let gname = gp.name.clone();
+        let mut g = Graph::new(&gp.name);
+        g.doc = gp.doc_string.clone();
+        if !gp.sparse_initializer.is_empty() {
+            return Err(ImportError::Unsupported {
+                graph: gname,
+                message: "sparse initializers are not supported".into(),
+            });
+        }
+        let dup = |name: &str| ImportError::Duplicate {
+            graph: gname.clone(),
+            name: name.to_string(),
+        };
+        for vi in &gp.input {
+            if g.by_name(&vi.name).is_some() {
+                return Err(dup(&vi.name));
+            }
+            let ty = vi.type_.as_ref().map(type_from_proto).unwrap_or_default();
+            let v = g.add_input(&vi.name, ty);
+            g.value_mut(v).doc = vi.doc_string.clone();
+        }
+        for tp in &gp.initializer {
+            let t = decode(tp, self.base)?;
+            let external = tp.data_location.enum_value() == Ok(DataLocation::EXTERNAL);
+            let v = match g.by_name(&tp.name) {
+                Some(v) if g.value(v).def == ValueDef::Input && g.value(v).init.is_none() => {
+                    let ty = Type::Tensor(t.ty());
+                    let val = g.value_mut(v);
+                    if val.ty.tensor().is_none_or(|tt| tt.shape.is_none()) {
+                        val.ty = ty;
+                    }
+                    v
+                }
+                Some(_) => return Err(dup(&tp.name)),
+                None => {
+                    let v = g.add_value(&tp.name, Type::Tensor(t.ty()), ValueDef::Initializer);
+                    if g.name(v) != tp.name {
+                        return Err(dup(&tp.name));
+                    }
+                    v
+                }
+            };
+            let val = g.value_mut(v);
+            val.init = Some(t);
+            val.external = external;
+        }
+        // nodes: create all outputs first, so a file not in topological order still imports
+        let mut pending: Vec<(crate::ir::NodeId, &NodeProto)> = Vec::new();
+        let mut defined: HashSet<String> = g.value_ids().map(|v| g.name(v).to_string()).collect();
+        for np in &gp.node {
+            let outs: Vec<&str> = np.output.iter().map(String::as_str).collect();
+            for o in outs.iter().filter(|o| !o.is_empty()) {
+                if !defined.insert(o.to_string()) {
+                    return Err(dup(o));
+                }
+            }
+            let attrs = self.attrs(np, &gname)?;
+            let n = g.add_node(
+                Op::from_onnx(&np.domain, &np.op_type),
+                &np.name,
+                Vec::new(),
+                &outs,
+                attrs,
+            );
+            let node = g.node_mut(n);
+            node.doc = np.doc_string.clone();
+            let mut rest = np.clone();
+            rest.input.clear();
+            rest.output.clear();
+            rest.name.clear();
+            rest.op_type.clear();
+            rest.domain.clear();
+            rest.attribute.clear();
+            rest.doc_string.clear();
+            node.extra = rest.write_to_bytes().unwrap_or_default();
+            pending.push((n, np));
+        }
+        let resolve = |g: &mut Graph, name: &str| -> Option<ValueId> {
+            g.by_name(name)
+                .or_else(|| is_subgraph.then(|| g.add_outer(name, Type::Unknown)))
+        };
+        for (n, np) in &pending {
+            let mut ins = Vec::with_capacity(np.input.len());
+            for i in &np.input {
+                if i.is_empty() {
+                    ins.push(None);
+                    continue;
+                }
+                let v = resolve(&mut g, i).ok_or_else(|| ImportError::UndefinedInput {
+                    graph: gname.clone(),
+                    node: g.node(*n).label(*n),
+                    input: i.clone(),
+                })?;
+                ins.push(Some(v));
+            }
+            // a subgraph's captures must be visible here as well (nested scopes)
+            let captured: Vec<String> = g
+                .node(*n)
+                .subgraphs()
+                .flat_map(|sg| {
+                    sg.outer_values()
+                        .map(|o| sg.name(o).to_string())
+                        .collect::<Vec<_>>()
+                })
+                .collect();
+            for c in captured {
+                if resolve(&mut g, &c).is_none() {
+                    return Err(ImportError::UndefinedInput {
+                        graph: gname.clone(),
+                        node: g.node(*n).label(*n),
+                        input: c,
+                    });
+                }
+            }
+            g.node_mut(*n).inputs = ins;
+        }
+        for vi in &gp.output {
+            let v = resolve(&mut g, &vi.name).ok_or_else(|| ImportError::UndefinedOutput {
+                graph: gname.clone(),
+                output: vi.name.clone(),
+            })?;
+            if let Some(tp) = vi.type_.as_ref() {
+                let ty = type_from_proto(tp);
+                if g.ty(v) == &Type::Unknown || matches!(ty, Type::Tensor(_)) {
+                    g.value_mut(v).ty = ty;
+                }
+            }
+            g.outputs.push(v);
+        }
+        for vi in &gp.value_info {
+            if let (Some(v), Some(tp)) = (g.by_name(&vi.name), vi.type_.as_ref()) {
+                if g.value(v).def != ValueDef::Outer {
+                    g.value_mut(v).ty = type_from_proto(tp);
+                }
+            }
+        }
+        g.toposort().map_err(|cycle| ImportError::Cycle {
+            graph: gname.clone(),
+            nodes: cycle
+                .iter()
+                .take(5)
+                .map(|&n| g.node(n).label(n))
+                .collect::<Vec<_>>()
+                .join(", "),
+        })?;
+        for n in g.order().to_vec() {
+            infer_and_store(&mut g, n, self.opset);
+        }
+        let mut rest = gp.clone();
+        rest.node.clear();
+        rest.name.clear();
+        rest.initializer.clear();
+        rest.doc_string.clear();
+        rest.input.clear();
+        rest.output.clear();
+        rest.value_info.clear();
+        g.extra = rest.write_to_bytes().unwrap_or_default();
+        Ok(g)
+    }
+
+    fn attrs(&self, np: &NodeProto, gname: &str) -> Result<BTreeMap<String, Attr>, ImportError> {
+        let mut out = BTreeMap::new();
+        for a in &np.attribute {
+            let err = |message: String| ImportError::Attribute {
+                graph: gname.to_string(),
+                node: if np.name.is_empty() {
+                    format!("({})", np.op_type)
+                } else {
+                    format!("'{}' ({})", np.name, np.op_type)
+                },
+                attr: a.name.clone(),
+                message,
+            };
+            let v = self.attr(a).map_err(|e| match e {
+                AttrError::Tensor(e) => err(e.to_string()),
+                AttrError::Graph(e) => e,
+            })?;
+            out.insert(a.name.clone(), v);
+        }
+        Ok(out)
+    }
+
+    fn attr(&self, a: &AttributeProto) -> Result<Attr, AttrError> {
+        use AttributeType::*;
+        if !a.ref_attr_name.is_empty() {
+            return Ok(Attr::Raw(a.write_to_bytes().unwrap_or_default()));
+        }
+        let ty = match a.type_.enum_value() {
+            Ok(UNDEFINED) | Err(_) => guess_attr_type(a),
+            Ok(t) => t,
+        };
+        let tensor = |t| decode(t, self.base).map_err(AttrError::Tensor);
+        Ok(match ty {
+            FLOAT => Attr::Float(a.f),
+            INT => Attr::Int(a.i),
+            STRING => Attr::String(a.s.clone()),
+            TENSOR => Attr::Tensor(tensor(a.t.as_ref().unwrap_or_default())?),
+            GRAPH => Attr::Graph(Box::new(
+                self.graph(a.g.as_ref().unwrap_or_default(), true)
+                    .map_err(AttrError::Graph)?,
+            )),
+            FLOATS => Attr::Floats(a.floats.clone()),
+            INTS => Attr::Ints(a.ints.clone()),
+            STRINGS => Attr::Strings(a.strings.clone()),
+            TENSORS => Attr::Tensors(a.tensors.iter().map(tensor).collect::<Result<_, _>>()?),
+            GRAPHS => Attr::Graphs(
+                a.graphs
+                    .iter()
+                    .map(|g| self.graph(g, true))
+                    .collect::<Result<_, _>>()
+                    .map_err(AttrError::Graph)?,
+            ),
+            _ => Attr::Raw(a.write_to_bytes().unwrap_or_default()),
+        })
+    }
+}
+
+enum AttrError {
+    Tensor(ImportError),
+    Graph(ImportError),
+}
+
+/// Old exporters sometimes leave the attribute type unset: tell it from the field present.
+fn guess_attr_type(a: &AttributeProto) -> AttributeType {
+    use AttributeType::*;
+    if a.t.is_some() {
+        TENSOR
+    } else if a.g.is_some() {
+        GRAPH
+    } else if !a.floats.is_empty() {
+        FLOATS
+    } else if !a.ints.is_empty() {
+        INTS
+    } else if !a.strings.is_empty() {
+        STRINGS
+    } else if !a.tensors.is_empty() {
+        TENSORS
+    } else if !a.graphs.is_empty() {
+        GRAPHS
+    } else if !a.s.is_empty() {
+        STRING
+    } else if a.f != 0.0 {
+        FLOAT
+    } else {
+        INT
+    }
+}

@@ -1,0 +1,171 @@
+//! The pass manager: an explicit ordered list of passes; each reports whether it changed the
+//! model; the IR is verified after every pass and a failure names the pass; the text form can
+//! be printed after any pass (`--print-after NAME`, `--dump-dir DIR`).
+//!
+//! Pipelines (see `pipelines`): cleanup passes (constant folding, dead-code elimination) run to
+//! a fixed point; training passes run once, in the order their comments give.
+
+pub mod constfold;
+pub mod dce;
+pub mod grad;
+pub mod train;
+
+use crate::error::{Error, Result};
+use crate::ir::text::model_to_text;
+use crate::ir::verify::verify;
+use crate::ir::{Model, ValueId};
+use crate::options::CompileOptions;
+use std::path::PathBuf;
+
+/// What the training passes hand to each other.
+#[derive(Debug, Default)]
+pub struct Context {
+    pub options: CompileOptions,
+    /// The scalar loss (set by the loss pass).
+    pub loss: Option<ValueId>,
+    /// Trainable parameters: graph inputs with initializer defaults (set by parameter discovery).
+    pub params: Vec<ValueId>,
+    /// Carried non-parameter state such as BatchNorm running statistics: (input, updated output).
+    pub buffers: Vec<(ValueId, ValueId)>,
+    /// One gradient per parameter, aligned with `params` (set by autodiff).
+    pub grads: Vec<ValueId>,
+    /// Names of the user's model inputs and outputs before any training pass.
+    pub model_inputs: Vec<String>,
+    pub model_outputs: Vec<String>,
+    /// Inputs the loss pass added (labels).
+    pub label_inputs: Vec<ValueId>,
+    /// Free-form notes passes leave for the contract's `config` (JSON values).
+    pub config: serde_json::Map<String, serde_json::Value>,
+}
+
+/// One compiler pass.
+pub trait Pass {
+    /// Short kebab-case name, used by `--print-after` and in errors.
+    fn name(&self) -> &'static str;
+    /// Runs the pass; returns whether it changed the model.
+    fn run(&mut self, m: &mut Model, cx: &mut Context) -> Result<bool>;
+    /// Cleanup passes are repeated until none changes anything.
+    fn is_cleanup(&self) -> bool {
+        false
+    }
+}
+
+/// How the manager reports between passes.
+#[derive(Debug, Default, Clone)]
+pub struct Debug {
+    /// Print the IR after passes with these names ("all" for every pass).
+    pub print_after: Vec<String>,
+    /// Write `NN-pass.txt` with the IR after every pass into this folder.
+    pub dump_dir: Option<PathBuf>,
+}
+
+/// What one pass did, for `--verbose` and tests.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PassRecord {
+    pub name: &'static str,
+    pub changed: bool,
+    pub nodes_after: usize,
+}
+
+/// Runs passes in order, verifying after each.
+pub struct PassManager {
+    passes: Vec<Box<dyn Pass>>,
+    pub debug: Debug,
+    pub records: Vec<PassRecord>,
+    /// Where printed IR goes (stdout by default; tests capture it).
+    pub printed: Vec<(String, String)>,
+}
+
+/// Upper bound on cleanup rounds (a pass that keeps reporting changes is a bug; stop anyway).
+const MAX_CLEANUP_ROUNDS: usize = 16;
+
+impl PassManager {
+    pub fn new(passes: Vec<Box<dyn Pass>>) -> Self {
+        PassManager {
+            passes,
+            debug: Debug::default(),
+            records: Vec::new(),
+            printed: Vec::new(),
+        }
+    }
+
+    /// The names of the passes, in order.
+    pub fn names(&self) -> Vec<&'static str> {
+        self.passes.iter().map(|p| p.name()).collect()
+    }
+
+    pub fn run(&mut self, m: &mut Model, cx: &mut Context) -> Result<()> {
+        let mut i = 0;
+        while i < self.passes.len() {
+            if self.passes[i].is_cleanup() {
+                // a run of consecutive cleanup passes loops to a fixed point
+                let end = (i..self.passes.len())
+                    .find(|&j| !self.passes[j].is_cleanup())
+                    .unwrap_or(self.passes.len());
+                for _ in 0..MAX_CLEANUP_ROUNDS {
+                    let mut any = false;
+                    for j in i..end {
+                        any |= self.run_one(j, m, cx)?;
+                    }
+                    if !any {
+                        break;
+                    }
+                }
+                i = end;
+            } else {
+                self.run_one(i, m, cx)?;
+                i += 1;
+            }
+        }
+        Ok(())
+    }
+
+    fn run_one(&mut self, i: usize, m: &mut Model, cx: &mut Context) -> Result<bool> {
+        let pass = &mut self.passes[i];
+        let name = pass.name();
+        let changed = pass.run(m, cx)?;
+        verify(&m.graph).map_err(|error| Error::Verify {
+            after: format!("pass '{name}'"),
+            error,
+        })?;
+        self.records.push(PassRecord {
+            name,
+            changed,
+            nodes_after: m.graph.node_count(),
+        });
+        let want = self
+            .debug
+            .print_after
+            .iter()
+            .any(|p| p == name || p == "all");
+        if want || self.debug.dump_dir.is_some() {
+            let text = model_to_text(m);
+            if let Some(dir) = &self.debug.dump_dir {
+                let file = dir.join(format!("{:02}-{name}.txt", self.records.len()));
+                std::fs::write(&file, &text).map_err(|e| {
+                    Error::stage(
+                        "dump-dir",
+                        std::io::Error::new(e.kind(), format!("{}: {e}", file.display())),
+                    )
+                })?;
+            }
+            if want {
+                self.printed.push((name.to_string(), text));
+            }
+        }
+        Ok(changed)
+    }
+}
+
+/// The cleanup passes every pipeline starts with.
+pub fn cleanup_passes() -> Vec<Box<dyn Pass>> {
+    vec![
+        Box::new(constfold::ConstantFolding),
+        Box::new(dce::DeadCodeElimination),
+    ]
+}
+
+/// A stage that is not built yet: says so instead of writing a partial graph.
+#[derive(Debug, thiserror::Error)]
+#[error("{0} are not available in this version of gen-compile yet")]
+pub struct NotYet(pub &'static str);
