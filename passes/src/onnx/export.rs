@@ -51,8 +51,6 @@ impl Default for ExportOptions {
     }
 }
 
-/// The highest IR version this proto (and ONNX Runtime 1.31) reads.
-const MAX_IR: i64 = 10;
 /// Protobuf refuses messages over 2 GiB.
 const PROTOBUF_LIMIT: usize = (2 << 30) - 1;
 
@@ -151,10 +149,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 /// Builds the ModelProto.
 pub fn to_proto(m: &Model) -> ModelProto {
     let mut mp = ModelProto::parse_from_bytes(&m.extra).unwrap_or_default();
-    mp.ir_version = m
-        .ir_version
-        .max(min_ir_for_opset(m.opset()))
-        .clamp(3, MAX_IR);
+    mp.ir_version = m.ir_version.max(min_ir_for_opset(m.opset())).max(3);
     mp.opset_import = m
         .opsets
         .iter()
