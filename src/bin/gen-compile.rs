@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 #[command(
     name = "gen-compile",
     version,
+    allow_negative_numbers = true,
     about = "Compile an ONNX model into a learning-rate-free (GeN) training-step graph",
     after_help = "Export PyTorch models with torch.onnx.export(..., training=TrainingMode.TRAINING) \
                   (TorchScript) or dynamo=True with optimize=False: optimize=True folds parameters \
@@ -138,7 +139,11 @@ fn parse_betas(s: &str) -> Result<(f64, f64), String> {
     let [a, b] = parts.as_slice() else {
         return Err(format!("expected two numbers B1,B2, got {s:?}"));
     };
-    let p = |x: &str| x.trim().parse::<f64>().map_err(|_| format!("{x:?} is not a number"));
+    let p = |x: &str| {
+        x.trim()
+            .parse::<f64>()
+            .map_err(|_| format!("{x:?} is not a number"))
+    };
     let (a, b) = (p(a)?, p(b)?);
     if !(0.0..1.0).contains(&a) || !(0.0..1.0).contains(&b) {
         return Err(format!("betas must lie in [0, 1), got {a},{b}"));

@@ -191,6 +191,7 @@ fn type_to_proto(t: &Type) -> Option<TypeProto> {
     match t {
         Type::Unknown => None,
         Type::Opaque(b) => TypeProto::parse_from_bytes(b).ok(),
+        Type::Tensor(tt) if tt.dtype == crate::ir::DType::Undefined => None,
         Type::Tensor(tt) => {
             let mut tensor = type_proto::Tensor::new();
             tensor.elem_type = tt.dtype as i32;

@@ -8,9 +8,9 @@ use onnx_protobuf::{tensor_proto::DataLocation, StringStringEntryProto, TensorPr
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Component, Path};
 
-/// Packed byte size of `numel` elements of `dtype`.
-pub fn packed_len(dtype: DType, numel: usize) -> usize {
-    (numel * dtype.bits()).div_ceil(8)
+/// Packed byte size of `numel` elements of `dtype` (None on overflow).
+pub fn packed_len(dtype: DType, numel: usize) -> Option<usize> {
+    Some(numel.checked_mul(dtype.bits())?.div_ceil(8))
 }
 
 /// Decodes a TensorProto; `base_dir` is the model's folder (for external data).
@@ -28,11 +28,16 @@ pub fn decode(tp: &TensorProto, base_dir: Option<&Path>) -> Result<Tensor, Impor
             message: format!("negative dimension in {:?}", tp.dims),
         });
     }
-    let numel: usize = tp.dims.iter().map(|&d| d as usize).product();
     let bad = |message: String| ImportError::Tensor {
         name: name.clone(),
         message,
     };
+    let too_big = || bad(format!("dimensions {:?} are too large", tp.dims));
+    let numel = tp
+        .dims
+        .iter()
+        .try_fold(1usize, |acc, &d| acc.checked_mul(d as usize))
+        .ok_or_else(too_big)?;
     if dtype == DType::String {
         if tp.string_data.len() != numel {
             return Err(bad(format!(
@@ -46,7 +51,7 @@ pub fn decode(tp: &TensorProto, base_dir: Option<&Path>) -> Result<Tensor, Impor
             data: TensorData::Strings(tp.string_data.clone()),
         });
     }
-    let want = packed_len(dtype, numel);
+    let want = packed_len(dtype, numel).ok_or_else(too_big)?;
     let raw: Vec<u8> = if tp.data_location.enum_value() == Ok(DataLocation::EXTERNAL) {
         read_external(tp, base_dir, want)?
     } else if !tp.raw_data.is_empty() || numel == 0 {
@@ -136,7 +141,7 @@ fn typed_fields(tp: &TensorProto, dtype: DType, numel: usize) -> Result<Vec<u8>,
         }
         U4 | I4 | F4E2M1 | U2 | I2 => {
             // int32_data holds the packed bytes, one per int32
-            let want = packed_len(dtype, numel);
+            let want = packed_len(dtype, numel).unwrap_or(usize::MAX);
             if tp.int32_data.len() != want {
                 return Err(format!(
                     "{} packed values for {numel} elements of {dtype}",

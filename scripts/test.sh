@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# The test command (CI runs it through .ci/run): sets up what the tests need, then runs them.
+# Idempotent; on a fresh machine it installs the Python venv with onnxruntime==1.31.1 and
+# onnx==1.19.0 (the backend test corpus) first.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+./scripts/setup.sh
+export ORT_DYLIB_PATH="${ORT_DYLIB_PATH:-$(ls "$root"/.venv/lib/python3*/site-packages/onnxruntime/capi/libonnxruntime.so.* | head -n 1)}"
+cargo fmt --all -- --check
+cargo test --workspace --no-fail-fast "$@"

@@ -1,0 +1,197 @@
+//! The gen-compile command line as a user meets it: `--emit forward` end to end, IR printing,
+//! and bad input — each a non-zero exit with one readable message naming the file, node or
+//! flag, no panic, and no output file left behind.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_gen-compile"))
+}
+
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn tmpdir(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("gen-cli-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Runs gen-compile expecting failure; checks one readable message containing `needle` and
+/// that nothing was written to `out`.
+fn fails_with(args: &[&str], out: &Path, needle: &str) {
+    let o = bin().args(args).output().unwrap();
+    let err = stderr(&o);
+    assert!(
+        !o.status.success(),
+        "expected failure for {args:?}, got success"
+    );
+    assert!(!err.contains("panicked"), "panic for {args:?}: {err}");
+    assert!(
+        err.contains(needle),
+        "message for {args:?} lacks {needle:?}: {err}"
+    );
+    assert!(!out.exists(), "{} left behind for {args:?}", out.display());
+    if let Some(dir) = out.parent() {
+        let leftovers: Vec<_> = std::fs::read_dir(dir)
+            .map(|rd| rd.flatten().map(|e| e.file_name()).collect())
+            .unwrap_or_default();
+        assert!(
+            leftovers
+                .iter()
+                .all(|n| !n.to_string_lossy().contains(".tmp-")),
+            "temporary files left: {leftovers:?}"
+        );
+    }
+}
+
+#[test]
+fn emit_forward_round_trips_and_prints_ir() {
+    let dir = tmpdir("fwd");
+    let out = dir.join("mlp.onnx");
+    let o = bin()
+        .args(["models/digits/mlp.onnx", "-o"])
+        .arg(&out)
+        .args(["--emit", "forward", "--print-ir"])
+        .current_dir(root())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let ir = String::from_utf8_lossy(&o.stdout);
+    assert!(ir.contains("Gemm(") && ir.contains("\"logits\""), "{ir}");
+    let back = gen_passes::onnx::load(&out).unwrap();
+    assert_eq!(back.graph.node_count(), 3);
+    assert!(stderr(&o).contains("wrote"));
+}
+
+#[test]
+fn external_data_input_gives_external_data_output() {
+    let dir = tmpdir("ext");
+    let out = dir.join("ext.onnx");
+    let o = bin()
+        .args(["models/core/external.onnx", "-o"])
+        .arg(&out)
+        .args(["--emit", "forward"])
+        .current_dir(root())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(dir.join("ext.onnx.data").is_file());
+}
+
+#[test]
+fn unknown_domain_op_is_fine_for_emit_forward() {
+    let dir = tmpdir("unk");
+    let out = dir.join("u.onnx");
+    let o = bin()
+        .args(["models/core/unknown_domain.onnx", "-o"])
+        .arg(&out)
+        .args(["--emit", "forward"])
+        .current_dir(root())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let m = gen_passes::onnx::load(&out).unwrap();
+    assert!(m
+        .graph
+        .order()
+        .iter()
+        .any(|&n| m.graph.node(n).op.domain() == "com.example"));
+}
+
+#[test]
+fn bad_model_files_fail_cleanly() {
+    let dir = tmpdir("badfiles");
+    let out = dir.join("out.onnx");
+    let out_s = out.to_str().unwrap();
+    let empty = dir.join("empty.onnx");
+    std::fs::write(&empty, b"").unwrap();
+    fails_with(
+        &[empty.to_str().unwrap(), "-o", out_s, "--emit", "forward"],
+        &out,
+        "empty.onnx",
+    );
+    let random = dir.join("random.onnx");
+    let noise: Vec<u8> = (0..3000u32)
+        .map(|i| (i.wrapping_mul(2246822519) >> 11) as u8)
+        .collect();
+    std::fs::write(&random, noise).unwrap();
+    fails_with(
+        &[random.to_str().unwrap(), "-o", out_s, "--emit", "forward"],
+        &out,
+        "random.onnx",
+    );
+    let full = std::fs::read(root().join("models/digits/mlp.onnx")).unwrap();
+    let truncated = dir.join("truncated.onnx");
+    std::fs::write(&truncated, &full[..full.len() - 700]).unwrap();
+    fails_with(
+        &[
+            truncated.to_str().unwrap(),
+            "-o",
+            out_s,
+            "--emit",
+            "forward",
+        ],
+        &out,
+        "truncated.onnx",
+    );
+    let ghost = root().join("models/core/bad_undefined_input.onnx");
+    fails_with(
+        &[ghost.to_str().unwrap(), "-o", out_s, "--emit", "forward"],
+        &out,
+        "ghost",
+    );
+    let missing = dir.join("missing.onnx");
+    fails_with(
+        &[missing.to_str().unwrap(), "-o", out_s],
+        &out,
+        "missing.onnx",
+    );
+}
+
+#[test]
+fn unwritable_outputs_fail_cleanly() {
+    let model = root().join("models/digits/mlp.onnx");
+    let m = model.to_str().unwrap();
+    let nowhere = Path::new("/nonexistent-gen-dir/out.onnx");
+    fails_with(
+        &[m, "-o", nowhere.to_str().unwrap(), "--emit", "forward"],
+        nowhere,
+        "does not exist",
+    );
+    let proc_out = Path::new("/proc/gen-compile-test.onnx");
+    fails_with(
+        &[m, "-o", proc_out.to_str().unwrap(), "--emit", "forward"],
+        proc_out,
+        "/proc/gen-compile-test.onnx",
+    );
+}
+
+#[test]
+fn invalid_flag_values_name_the_flag() {
+    let dir = tmpdir("flags");
+    let out = dir.join("o.onnx");
+    let model = root().join("models/digits/mlp.onnx");
+    let m = model.to_str().unwrap();
+    let o = out.to_str().unwrap();
+    fails_with(&[m, "-o", o, "--lr", "-1"], &out, "--lr");
+    fails_with(&[m, "-o", o, "--lr", "nan"], &out, "--lr");
+    fails_with(&[m, "-o", o, "--betas", "0.9"], &out, "--betas");
+    fails_with(&[m, "-o", o, "--betas", "1.5,0.9"], &out, "--betas");
+    fails_with(&[m, "-o", o, "--lazy-freq", "0"], &out, "--lazy-freq");
+    fails_with(&[m, "-o", o, "--freeze", "("], &out, "--freeze");
+    fails_with(&[m, "-o", o, "--optimizer", "lbfgs"], &out, "--optimizer");
+    fails_with(&[m, "-o", o, "--emit", "everything"], &out, "--emit");
+    fails_with(
+        &[m, "-o", o, "--weight-decay", "-0.1"],
+        &out,
+        "--weight-decay",
+    );
+}
