@@ -195,3 +195,46 @@ fn invalid_flag_values_name_the_flag() {
         "--weight-decay",
     );
 }
+
+#[test]
+fn print_after_and_dump_dir_show_the_ir_between_passes() {
+    let dir = tmpdir("dump");
+    let out = dir.join("chain.onnx");
+    let dump = dir.join("ir");
+    let o = bin()
+        .args(["models/core/shape_chain.onnx", "-o"])
+        .arg(&out)
+        .args([
+            "--emit",
+            "forward",
+            "--print-after",
+            "constant-folding",
+            "--dump-dir",
+        ])
+        .arg(&dump)
+        .arg("--verbose")
+        .current_dir(root())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let printed = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        printed.contains("// IR after constant-folding"),
+        "{printed}"
+    );
+    assert!(
+        stderr(&o).contains("pass constant-folding"),
+        "{}",
+        stderr(&o)
+    );
+    let files: Vec<String> = std::fs::read_dir(&dump)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        files.iter().any(|f| f.ends_with("-constant-folding.txt")),
+        "{files:?}"
+    );
+    assert!(files.iter().any(|f| f.ends_with("-dce.txt")), "{files:?}");
+}

@@ -198,6 +198,52 @@ fn run_case(dir: &Path) -> Outcome {
     Outcome::Pass
 }
 
+/// Every case (sequence and optional ones included): import → export → import gives the same
+/// canonical text, so nothing the IR models is lost or changed by a round trip.
+#[test]
+fn onnx_backend_models_reimport_identically() {
+    let root = corpus_dir();
+    let mut checked = 0;
+    let mut failures = Vec::new();
+    for entry in std::fs::read_dir(&root)
+        .expect("corpus folder readable")
+        .flatten()
+    {
+        let path = entry.path().join("model.onnx");
+        if !path.is_file() {
+            continue;
+        }
+        checked += 1;
+        let first = match onnx::load(&path) {
+            Ok(m) => m,
+            Err(e) => {
+                failures.push(format!("{}: import: {e}", path.display()));
+                continue;
+            }
+        };
+        let again = onnx::from_bytes(&onnx::to_bytes(&first), None);
+        match again {
+            Ok(m) if text(&m) == text(&first) => {}
+            Ok(_) => failures.push(format!(
+                "{}: text differs after a round trip",
+                path.display()
+            )),
+            Err(e) => failures.push(format!("{}: re-import: {e}", path.display())),
+        }
+    }
+    assert!(checked > 1500, "only {checked} models");
+    assert!(
+        failures.is_empty(),
+        "{} of {checked} failed:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
+
+fn text(m: &gen_passes::ir::Model) -> String {
+    gen_passes::ir::text::model_to_text(m)
+}
+
 #[test]
 fn onnx_backend_node_tests_round_trip() {
     let root = corpus_dir();

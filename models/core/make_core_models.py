@@ -138,9 +138,62 @@ def undefined_input():
               os.path.join(HERE, "bad_undefined_input.onnx"))
 
 
+def local_function():
+    """A model calling a model-local function (as torch's dynamo exporter can emit), with an
+    attribute reference and a default: y = ScaledTanh(x @ W, alpha=2) with
+    ScaledTanh(a; alpha, beta=0.5) = alpha * tanh(a) + beta."""
+    fn = helper.make_function(
+        "custom.fn",
+        "ScaledTanh",
+        ["a"],
+        ["out"],
+        [
+            helper.make_node("Tanh", ["a"], ["t"]),
+            helper.make_node("Constant", [], ["alpha_c"], value_float=0.0),
+            helper.make_node("Constant", [], ["beta_c"], value_float=0.0),
+            helper.make_node("Mul", ["t", "alpha_v"], ["scaled"]),
+            helper.make_node("Add", ["scaled", "beta_v"], ["out"]),
+        ],
+        [helper.make_opsetid("", 18)],
+        attributes=[],
+    )
+    # attribute references: Constant(value_float = @alpha), Constant(value_float = @beta)
+    alpha = onnx.AttributeProto()
+    alpha.name, alpha.ref_attr_name, alpha.type = "value_float", "alpha", onnx.AttributeProto.FLOAT
+    beta = onnx.AttributeProto()
+    beta.name, beta.ref_attr_name, beta.type = "value_float", "beta", onnx.AttributeProto.FLOAT
+    del fn.node[1].attribute[:]
+    fn.node[1].attribute.append(alpha)
+    fn.node[1].output[0] = "alpha_v"
+    del fn.node[2].attribute[:]
+    fn.node[2].attribute.append(beta)
+    fn.node[2].output[0] = "beta_v"
+    fn.attribute.append("alpha")
+    fn.attribute_proto.append(helper.make_attribute("beta", 0.5))
+    W = numpy_helper.from_array(rng.standard_normal((4, 3)).astype(np.float32), "W")
+    nodes = [
+        helper.make_node("MatMul", ["x", "W"], ["h"]),
+        helper.make_node("ScaledTanh", ["h"], ["y"], domain="custom.fn", alpha=2.0, name="act"),
+    ]
+    g = helper.make_graph(
+        nodes,
+        "local_function",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 3])],
+        [W],
+    )
+    m = helper.make_model(
+        g,
+        opset_imports=[helper.make_opsetid("", 18), helper.make_opsetid("custom.fn", 1)],
+        functions=[fn],
+    )
+    save(m, "local_function.onnx")
+
+
 if __name__ == "__main__":
     shape_chain()
     external_weights()
     control_flow()
     unknown_domain()
     undefined_input()
+    local_function()

@@ -60,7 +60,11 @@ pub fn compile(
             .collect(),
         ..Context::default()
     };
-    let mut passes = cleanup_passes();
+    let mut passes: Vec<Box<dyn pipeline::Pass>> = Vec::new();
+    if emit != Emit::Forward {
+        passes.push(Box::new(pipeline::inline::InlineFunctions));
+    }
+    passes.extend(cleanup_passes());
     match emit {
         Emit::Forward => {}
         Emit::Grad => passes.extend(pipeline::grad::passes(&cx)?),

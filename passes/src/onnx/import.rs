@@ -52,7 +52,8 @@ fn from_bytes_at(bytes: &[u8], base: Option<&Path>, path: &Path) -> Result<Model
     import_model(mp, base).map_err(|e| e.in_file(path))
 }
 
-fn import_model(mut mp: ModelProto, base: Option<&Path>) -> Result<Model, ImportError> {
+/// Imports an already decoded ModelProto.
+pub fn import_model(mut mp: ModelProto, base: Option<&Path>) -> Result<Model, ImportError> {
     let Some(gp) = mp.graph.take() else {
         return Err(ImportError::NoGraph {
             path: Path::new("<model>").to_path_buf(),

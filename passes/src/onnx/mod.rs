@@ -4,8 +4,8 @@ mod export;
 mod import;
 pub mod tensor;
 
-pub use export::{save, to_bytes, ExportError, ExportOptions, ExternalData};
-pub use import::{from_bytes, load};
+pub use export::{save, to_bytes, to_proto, ExportError, ExportOptions, ExternalData};
+pub use import::{from_bytes, import_model, load};
 
 use std::path::PathBuf;
 
