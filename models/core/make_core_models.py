@@ -138,6 +138,22 @@ def undefined_input():
               os.path.join(HERE, "bad_undefined_input.onnx"))
 
 
+def cycle():
+    """Invalid on purpose: 'loop_a' and 'loop_b' feed each other."""
+    nodes = [
+        helper.make_node("Add", ["x", "b"], ["a"], name="loop_a"),
+        helper.make_node("Relu", ["a"], ["b"], name="loop_b"),
+    ]
+    g = helper.make_graph(
+        nodes,
+        "cycle",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2])],
+        [helper.make_tensor_value_info("b", TensorProto.FLOAT, [2])],
+    )
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]),
+              os.path.join(HERE, "bad_cycle.onnx"))
+
+
 def local_function():
     """A model calling a model-local function (as torch's dynamo exporter can emit), with an
     attribute reference and a default: y = ScaledTanh(x @ W, alpha=2) with
@@ -197,3 +213,4 @@ if __name__ == "__main__":
     unknown_domain()
     undefined_input()
     local_function()
+    cycle()

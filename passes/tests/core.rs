@@ -171,6 +171,13 @@ fn bad_inputs_give_errors_naming_the_problem() {
     let msg = e.to_string();
     assert!(msg.contains("uses_ghost") && msg.contains("ghost"), "{msg}");
 
+    let e = onnx::load(&models().join("core/bad_cycle.onnx")).unwrap_err();
+    let msg = e.to_string();
+    assert!(
+        msg.contains("cycle") && msg.contains("loop_a") && msg.contains("loop_b"),
+        "{msg}"
+    );
+
     let e = onnx::load(&dir.join("missing.onnx")).unwrap_err();
     assert!(e.to_string().contains("no such file"), "{e}");
 }

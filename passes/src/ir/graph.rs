@@ -469,16 +469,32 @@ impl Graph {
             }
         }
         if out.len() != self.order.len() {
-            let placed: std::collections::HashSet<NodeId> = out.iter().copied().collect();
-            return Err(self
-                .order
-                .iter()
-                .copied()
-                .filter(|n| !placed.contains(n))
-                .collect());
+            return Err(self.cycle(&producers));
         }
         self.order = out;
         Ok(())
+    }
+}
+
+impl Graph {
+    /// The nodes of one dependency cycle (a strongly connected component of more than one
+    /// node, or a node reading its own output), in order along the cycle's component.
+    fn cycle(&self, producers: &HashMap<ValueId, NodeId>) -> Vec<NodeId> {
+        let mut dg = petgraph::graph::DiGraph::<NodeId, ()>::new();
+        let index: HashMap<NodeId, petgraph::graph::NodeIndex> =
+            self.order.iter().map(|&n| (n, dg.add_node(n))).collect();
+        for &n in &self.order {
+            for v in self.node_uses(n) {
+                if let Some(p) = producers.get(&v) {
+                    dg.add_edge(index[p], index[&n], ());
+                }
+            }
+        }
+        petgraph::algo::tarjan_scc(&dg)
+            .into_iter()
+            .find(|scc| scc.len() > 1 || dg.contains_edge(scc[0], scc[0]))
+            .map(|scc| scc.into_iter().map(|i| dg[i]).collect())
+            .unwrap_or_default()
     }
 }
 
