@@ -292,3 +292,71 @@ fn onnx_backend_node_tests_round_trip() {
         100.0 * rate
     );
 }
+
+/// The full corpus, sequence and optional cases included, compared by onnxruntime-python
+/// (tests/support/backend_compare.py) on our exports. Target: ≥ 99% of the cases onnxruntime
+/// itself passes.
+#[test]
+fn onnx_backend_full_corpus_round_trip_with_onnxruntime_python() {
+    let root = corpus_dir();
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let python = manifest.join(".venv/bin/python");
+    assert!(
+        python.is_file(),
+        "{} missing: run scripts/setup.sh",
+        python.display()
+    );
+    let out = std::env::temp_dir().join(format!("gen-backend-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out);
+    for entry in std::fs::read_dir(&root)
+        .expect("corpus folder readable")
+        .flatten()
+    {
+        let src = entry.path().join("model.onnx");
+        let Ok(model) = onnx::load(&src) else {
+            continue;
+        };
+        let Ok(compiled) = compile(
+            model,
+            Emit::Forward,
+            &CompileOptions::default(),
+            &Debug::default(),
+        ) else {
+            continue;
+        };
+        let dir = out.join(entry.file_name());
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("model.onnx"), onnx::to_bytes(&compiled.model)).unwrap();
+    }
+    let o = std::process::Command::new(&python)
+        .arg(manifest.join("tests/support/backend_compare.py"))
+        .arg(&root)
+        .arg(&out)
+        .output()
+        .expect("python runs");
+    let _ = std::fs::remove_dir_all(&out);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let summary: serde_json::Value =
+        serde_json::from_slice(o.stdout.trim_ascii()).expect("one JSON line");
+    let counted = summary["counted"].as_u64().unwrap();
+    let passed = summary["passed"].as_u64().unwrap();
+    let rate = passed as f64 / counted.max(1) as f64;
+    let report = format!(
+        "full corpus via onnxruntime-python: identical on {passed}/{counted} ({:.2}%) of the cases \
+         onnxruntime passes; {} cases failed by onnxruntime itself\n{}\n",
+        100.0 * rate,
+        summary["ort_fails"],
+        summary["failures"]
+    );
+    let _ = std::fs::write(
+        manifest.join("target/onnx-backend-full-corpus.txt"),
+        &report,
+    );
+    eprintln!("{report}");
+    assert!(counted > 1300, "too few cases counted: {counted}");
+    assert!(
+        rate >= 0.99,
+        "round trip rate {:.2}% below 99%",
+        100.0 * rate
+    );
+}
