@@ -1,10 +1,12 @@
 //! The entry point: which pipeline runs for each `--emit` mode.
 //!
 //! Order of the training pipelines (each later stage needs the earlier ones):
+//! 0. inline model-local functions: every operator must be visible to the stages below;
 //! 1. cleanup (constant folding + DCE to a fixed point): static shapes for what follows;
 //! 2. grad stages (`pipeline::grad`): loss attachment, training-mode lowering of
 //!    BatchNorm/Dropout, parameter discovery, autodiff;
 //! 3. train stages (`pipeline::train`): optimizer update, GeN controller, contract.
+//!
 //! Cleanup runs again at the end of each pipeline to drop what the stages left unused.
 
 use crate::error::Result;

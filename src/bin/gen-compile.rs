@@ -5,6 +5,7 @@ use anyhow::{bail, Context as _, Result};
 use clap::{Parser, ValueEnum};
 use gen_passes::onnx::{ExportOptions, ExternalData};
 use gen_passes::options::{GenCompat, LossKind, OptimizerKind, ProbeBatch};
+use gen_passes::pipeline::contract::set_eval_model;
 use gen_passes::pipeline::Debug;
 use gen_passes::{compile, CompileOptions, Emit};
 use std::path::{Path, PathBuf};
@@ -250,7 +251,7 @@ fn run(cli: Cli) -> Result<()> {
     if cli.print_ir {
         debug.print_after.push("dce".into());
     }
-    let compiled = compile(model, emit, &opts, &debug)
+    let mut compiled = compile(model, emit, &opts, &debug)
         .with_context(|| format!("compiling {}", cli.model.display()))?;
     let mut printed_once = std::collections::HashSet::new();
     for (pass, text) in &compiled.printed {
@@ -280,6 +281,10 @@ fn run(cli: Cli) -> Result<()> {
     for (suffix, m) in &compiled.companions {
         let path = companion_path(&cli.output, suffix);
         gen_passes::onnx::save(m, &path, &export)?;
+        if suffix == "eval" {
+            let file = path.file_name().map(|f| f.to_string_lossy().into_owned());
+            set_eval_model(&mut compiled.model, &file.unwrap_or_default());
+        }
         written.push(path);
     }
     if let Err(e) = gen_passes::onnx::save(&compiled.model, &cli.output, &export) {
