@@ -238,3 +238,33 @@ fn print_after_and_dump_dir_show_the_ir_between_passes() {
     );
     assert!(files.iter().any(|f| f.ends_with("-dce.txt")), "{files:?}");
 }
+
+#[test]
+fn emit_grad_writes_loss_and_one_gradient_per_parameter() {
+    let dir = tmpdir("grad");
+    let out = dir.join("grad.onnx");
+    let o = bin()
+        .args(["models/digits/mlp.onnx", "-o"])
+        .arg(&out)
+        .args(["--emit", "grad", "--loss", "cross-entropy"])
+        .current_dir(root())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let m = gen_passes::onnx::load(&out).unwrap();
+    let grads: serde_json::Value =
+        serde_json::from_str(m.metadata("gen.grads").expect("gen.grads metadata")).unwrap();
+    let map = grads.as_object().unwrap();
+    let mut params: Vec<&str> = map.keys().map(String::as_str).collect();
+    params.sort();
+    assert_eq!(params, ["0.bias", "0.weight", "2.bias", "2.weight"]);
+    let outputs: Vec<&str> = m.graph.outputs.iter().map(|&v| m.graph.name(v)).collect();
+    assert_eq!(outputs.len(), 5, "{outputs:?}");
+    for g in map.values() {
+        assert!(
+            outputs.contains(&g.as_str().unwrap()),
+            "{g} not an output: {outputs:?}"
+        );
+    }
+    assert!(m.graph.by_name("labels").is_some(), "labels input added");
+}

@@ -19,6 +19,12 @@ Files written beside this script (run it with the project's venv: `.venv/bin/pyt
                                        the GeN model with every initializer in external data files
   train.npz, val.npz                   synthetic data: input f32 [N, 4], labels i64 [N]
   expected.json                        a few numbers the tests check (initial loss on the full set)
+  bad/                                 inputs gen-train must reject with a clear error:
+    missing_labels.npz, labels_int32.npz, three_features.npz, empty.npz (data that does not fit),
+    no_contract.onnx (a valid model without gen.contract), random.onnx (random bytes)
+  values/                              models for run_model's value handling:
+    identity_all_types.onnx (x_<type> -> y_<type> for every ONNX Runtime element type),
+    optional_none.onnx (outputs an empty optional), sequence.onnx (outputs a sequence)
 """
 
 import json
@@ -209,7 +215,10 @@ def train_model(gen):
 
     if gen:
         plus_one = b.op("Add", ["gen.step", b.const("one_i", np.int64(1))])
-        applied = b.op("Equal", [b.op("Mod", [plus_one, "gen.lazy_freq"]), b.const("zero_i", np.int64(0))])
+        # lazy_freq <= 0 turns GeN off (docs/CONTRACT.md); Max keeps Mod away from zero.
+        period = b.op("Max", ["gen.lazy_freq", b.const("one_p", np.int64(1))])
+        due = b.op("Equal", [b.op("Mod", [plus_one, period]), b.const("zero_i", np.int64(0))])
+        applied = b.op("And", [due, b.op("Greater", ["gen.lazy_freq", b.const("zero_p", np.int64(0))])])
         b.nodes.append(helper.make_node("Identity", [applied], ["gen.applied"]))
         b.nodes.append(
             helper.make_node(
@@ -312,6 +321,9 @@ def eval_model():
 
 
 def save_external(model, path):
+    data = path + ".data"
+    if os.path.exists(data):
+        os.remove(data)  # onnx appends to an existing data file
     onnx.save_model(
         model,
         path,
@@ -330,8 +342,68 @@ def initial_loss(x, y):
     return float(-logp[np.arange(len(y)), y].mean())
 
 
+def write_bad_inputs(x, y):
+    bad = os.path.join(HERE, "bad")
+    os.makedirs(bad, exist_ok=True)
+    np.savez(os.path.join(bad, "missing_labels.npz"), input=x)
+    np.savez(os.path.join(bad, "labels_int32.npz"), input=x, labels=y.astype(np.int32))
+    np.savez(os.path.join(bad, "three_features.npz"), input=x[:, :3], labels=y)
+    np.savez(os.path.join(bad, "empty.npz"))
+    plain = eval_model()
+    del plain.metadata_props[:]
+    onnx.save_model(plain, os.path.join(bad, "no_contract.onnx"))
+    with open(os.path.join(bad, "random.onnx"), "wb") as f:
+        f.write(np.random.RandomState(3).bytes(512))
+
+
+ALL_TYPES = {
+    "f32": TensorProto.FLOAT, "f64": TensorProto.DOUBLE, "f16": TensorProto.FLOAT16,
+    "bf16": TensorProto.BFLOAT16, "i8": TensorProto.INT8, "i16": TensorProto.INT16,
+    "i32": TensorProto.INT32, "i64": TensorProto.INT64, "u8": TensorProto.UINT8,
+    "u16": TensorProto.UINT16, "u32": TensorProto.UINT32, "u64": TensorProto.UINT64,
+    "bool": TensorProto.BOOL, "string": TensorProto.STRING,
+}
+
+
+def write_value_models():
+    out = os.path.join(HERE, "values")
+    os.makedirs(out, exist_ok=True)
+    nodes = [helper.make_node("Identity", [f"x_{n}"], [f"y_{n}"]) for n in ALL_TYPES]
+    graph = helper.make_graph(
+        nodes,
+        "identity_all_types",
+        [vi(f"x_{n}", t, ["n"]) for n, t in ALL_TYPES.items()],
+        [vi(f"y_{n}", t, ["n"]) for n, t in ALL_TYPES.items()],
+    )
+    save_small(graph, os.path.join(out, "identity_all_types.onnx"), 17)
+    float_tensor = helper.make_tensor_type_proto(TensorProto.FLOAT, ["n"])
+    graph = helper.make_graph(
+        [helper.make_node("Optional", [], ["none"], type=float_tensor)],
+        "optional_none",
+        [],
+        [helper.make_value_info("none", helper.make_optional_type_proto(float_tensor))],
+    )
+    save_small(graph, os.path.join(out, "optional_none.onnx"), 18)
+    graph = helper.make_graph(
+        [helper.make_node("SequenceEmpty", [], ["seq"], dtype=TensorProto.FLOAT)],
+        "sequence",
+        [],
+        [helper.make_value_info("seq", helper.make_sequence_type_proto(float_tensor))],
+    )
+    save_small(graph, os.path.join(out, "sequence.onnx"), 17)
+
+
+def save_small(graph, path, opset):
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], producer_name="contract_toy/make.py")
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    onnx.save_model(model, path)
+
+
 def main():
     x, y = make_data()
+    write_bad_inputs(x, y)
+    write_value_models()
     train, train_eval = train_model(gen=True), eval_model()
     onnx.save_model(train, os.path.join(HERE, "train.onnx"))
     onnx.save_model(train_eval, os.path.join(HERE, "train.eval.onnx"))

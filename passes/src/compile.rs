@@ -36,6 +36,8 @@ pub struct Compiled {
     pub records: Vec<PassRecord>,
     /// IR printed after the passes named in `debug.print_after`.
     pub printed: Vec<(String, String)>,
+    /// What the passes want the user to know (e.g. parameters an exporter folded away).
+    pub warnings: Vec<String>,
 }
 
 /// Runs the pipeline for `emit` on `model`.
@@ -69,7 +71,10 @@ pub fn compile(
     passes.extend(cleanup_passes());
     match emit {
         Emit::Forward => {}
-        Emit::Grad => passes.extend(pipeline::grad::passes(&cx)?),
+        Emit::Grad => {
+            passes.extend(pipeline::grad::passes(&cx)?);
+            passes.push(pipeline::grad::grad_outputs_pass());
+        }
         Emit::Eval => passes.extend(pipeline::train::eval_passes(&cx)?),
         Emit::Train => {
             passes.extend(pipeline::grad::passes(&cx)?);
@@ -93,5 +98,6 @@ pub fn compile(
         companions,
         records: pm.records,
         printed: pm.printed,
+        warnings: cx.warnings,
     })
 }

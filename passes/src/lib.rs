@@ -1,6 +1,7 @@
 //! gen-passes: the compiler library of gen-compile. The IR (`ir`), ONNX import/export
 //! (`onnx`), the pass manager and the passes (`pipeline`).
 
+pub mod autodiff;
 pub mod compile;
 pub mod error;
 pub mod ir;

@@ -253,6 +253,9 @@ fn run(cli: Cli) -> Result<()> {
     }
     let mut compiled = compile(model, emit, &opts, &debug)
         .with_context(|| format!("compiling {}", cli.model.display()))?;
+    for w in &compiled.warnings {
+        eprintln!("gen-compile: warning: {w}");
+    }
     let mut printed_once = std::collections::HashSet::new();
     for (pass, text) in &compiled.printed {
         // cleanup passes repeat until a fixed point: show the last IR of each printed pass

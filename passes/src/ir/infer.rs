@@ -312,7 +312,15 @@ impl Cx<'_> {
                 });
                 vec![t(DType::I64, shape)]
             }
-            Op::Reshape => vec![t(self.in_dtype(0), self.reshape_shape())],
+            Op::Reshape => {
+                let shape = self.reshape_shape();
+                // a reshaped small vector keeps its values (exporters reshape scalars to [1])
+                let sym = match &shape {
+                    Some(s) if s.len() <= 1 => self.in_sym(0),
+                    _ => None,
+                };
+                vec![t(self.in_dtype(0), shape).with_sym(sym)]
+            }
             Op::Flatten => {
                 let axis = node.attr_int("axis").unwrap_or(1);
                 let shape = self.in_shape(0).and_then(|s| {
@@ -546,6 +554,7 @@ impl Cx<'_> {
                 vec![t(DType::I64, shape).with_sym(sym)]
             }
             Op::Size => vec![t(DType::I64, Some(vec![]))],
+            Op::IsNaN | Op::IsInf => vec![t(DType::Bool, self.in_shape(0))],
             Op::ConstantOfShape => {
                 let dt = match node.attr("value") {
                     Some(Attr::Tensor(v)) => v.dtype,

@@ -6,9 +6,18 @@
 //! a fixed point; training passes run once, in the order their comments give.
 
 pub mod constfold;
+pub mod contract;
 pub mod dce;
+pub mod eval;
+pub mod gen;
 pub mod grad;
+pub mod inline;
+pub mod loss;
+pub mod optimizer;
+pub mod params;
+pub mod sequences;
 pub mod train;
+pub mod training_mode;
 
 use crate::error::{Error, Result};
 use crate::ir::text::model_to_text;
@@ -36,6 +45,13 @@ pub struct Context {
     pub label_inputs: Vec<ValueId>,
     /// Free-form notes passes leave for the contract's `config` (JSON values).
     pub config: serde_json::Map<String, serde_json::Value>,
+    /// The training step being built by the train stages (optimizer, GeN, update, contract).
+    pub train: Option<train::TrainPlan>,
+    /// Dropouts lowered to explicit masks (set by training-mode lowering): a deterministic
+    /// clone of the forward graph (GeN probes) maps each `output` to its `input`.
+    pub dropouts: Vec<training_mode::LoweredDropout>,
+    /// Warnings for the user (the CLI prints them), e.g. parameters folded by the exporter.
+    pub warnings: Vec<String>,
 }
 
 /// One compiler pass.

@@ -1,0 +1,408 @@
+//! The `gen.contract` metadata (docs/CONTRACT.md) and the passes that give a train or eval
+//! graph its final outputs.
+//!
+//! `train-contract` needs `cx.train` with `carried` set (apply-update). It names the outputs
+//! (`loss`, `<input>.next` for every carried value, `gen.applied`, `gen.probe_losses`,
+//! `accuracy` for classification), makes them the graph's outputs (everything else is left to
+//! the final dead-code elimination) and writes the contract JSON into
+//! `metadata_props["gen.contract"]`.
+//! `eval-contract` needs `cx.loss` and `cx.params`: outputs `loss`, `accuracy` (classification)
+//! and the model's outputs; state lists the parameters and buffers as inputs only.
+
+use super::train::{accuracy, Role};
+use super::{Context, Pass};
+use crate::error::{Error, Result};
+use crate::ir::{Builder, DType, Graph, Model, Op, ValueDef, ValueId};
+use crate::options::{GenCompat, LossKind, OptimizerKind, ProbeBatch};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Map, Value};
+use std::collections::{BTreeMap, HashSet};
+
+/// The metadata key.
+pub const CONTRACT_KEY: &str = "gen.contract";
+
+/// One carried value.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StateEntry {
+    pub input: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output: Option<String>,
+    pub role: String,
+}
+
+/// The contract object (docs/CONTRACT.md).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Contract {
+    pub version: u32,
+    pub kind: String,
+    pub loss: String,
+    pub data: Vec<String>,
+    pub probe_data: BTreeMap<String, String>,
+    pub state: Vec<StateEntry>,
+    pub controls: BTreeMap<String, String>,
+    pub outputs: BTreeMap<String, String>,
+    pub model_inputs: Vec<String>,
+    pub model_outputs: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eval_model: Option<String>,
+    pub config: Map<String, Value>,
+}
+
+impl Contract {
+    /// The contract stored in `m`'s metadata, if any.
+    pub fn read(m: &Model) -> Option<Contract> {
+        serde_json::from_str(m.metadata(CONTRACT_KEY)?).ok()
+    }
+
+    /// Stores the contract in `m`'s metadata.
+    pub fn write(&self, m: &mut Model) {
+        let text = serde_json::to_string_pretty(self).unwrap_or_default();
+        m.set_metadata(CONTRACT_KEY, text);
+    }
+}
+
+/// Records the companion eval graph's file name (written beside the train graph) in the
+/// contract of `train`. The command line calls this once it knows the output path.
+pub fn set_eval_model(train: &mut Model, file_name: &str) {
+    if let Some(mut c) = Contract::read(train) {
+        c.eval_model = Some(file_name.to_string());
+        c.write(train);
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ContractError {
+    #[error("the {0} contract needs a loss")]
+    NoLoss(&'static str),
+    #[error("the train contract needs the optimizer and apply-update stages")]
+    NoPlan,
+}
+
+/// Names of values captured by subgraphs of `g`'s nodes (those must keep their names).
+fn captured_names(g: &Graph) -> HashSet<String> {
+    let mut out = HashSet::new();
+    for &n in g.order() {
+        for sg in g.node(n).subgraphs() {
+            for o in sg.outer_values() {
+                out.insert(sg.name(o).to_string());
+            }
+        }
+    }
+    out
+}
+
+/// Gives `v` the output name `desired` (or a fresh variant when taken): renamed in place when
+/// that is safe, else through an `Identity`. `used` collects values already chosen as outputs.
+fn name_output(
+    b: &mut Builder,
+    v: ValueId,
+    desired: &str,
+    captured: &HashSet<String>,
+    used: &mut HashSet<ValueId>,
+) -> ValueId {
+    if b.g.name(v) == desired && !used.contains(&v) {
+        used.insert(v);
+        return v;
+    }
+    let renamable = matches!(b.g.value(v).def, ValueDef::Node(..))
+        && !captured.contains(b.g.name(v))
+        && !used.contains(&v)
+        && b.g.by_name(desired).is_none();
+    if renamable {
+        b.g.rename(v, desired);
+        used.insert(v);
+        return v;
+    }
+    let id = b.op(Op::Identity, &[v], vec![]);
+    let fresh = b.g.fresh_name(desired);
+    b.g.rename(id, &fresh);
+    used.insert(id);
+    id
+}
+
+/// The classification logits and labels of the loss, when there are such: integer labels
+/// added by the loss stage and a float model output with one more axis.
+pub fn classification(g: &Graph, cx: &Context) -> Option<(ValueId, ValueId)> {
+    if cx.options.loss == LossKind::Mse {
+        return None;
+    }
+    let labels: Vec<ValueId> = cx
+        .label_inputs
+        .iter()
+        .copied()
+        .filter(|&l| {
+            g.ty(l)
+                .dtype()
+                .is_some_and(|d| !d.is_float() && d != DType::Bool)
+        })
+        .collect();
+    let [labels] = labels.as_slice() else {
+        return None;
+    };
+    let float_outputs: Vec<ValueId> = cx
+        .model_outputs
+        .iter()
+        .filter_map(|n| g.by_name(n))
+        .filter(|&v| g.ty(v).dtype().is_some_and(DType::is_float))
+        .collect();
+    let logits = match &cx.options.logits {
+        Some(n) => g.by_name(n)?,
+        None => match float_outputs.iter().find(|&&v| g.name(v) == "logits") {
+            Some(&v) => v,
+            None => match float_outputs.as_slice() {
+                [v] => *v,
+                _ => return None,
+            },
+        },
+    };
+    let (lr, yr) = (g.ty(logits).rank(), g.ty(*labels).rank());
+    if let (Some(lr), Some(yr)) = (lr, yr) {
+        if lr != yr + 1 {
+            return None;
+        }
+    }
+    Some((logits, *labels))
+}
+
+/// The `config` object: the options in effect plus what earlier passes noted.
+pub fn config(cx: &Context) -> Map<String, Value> {
+    let o = &cx.options;
+    let mut c = Map::new();
+    let opt = match o.optimizer {
+        OptimizerKind::Sgd => "sgd",
+        OptimizerKind::Momentum => "momentum",
+        OptimizerKind::Adam => "adam",
+        OptimizerKind::AdamW => "adamw",
+    };
+    c.insert("optimizer".into(), json!(opt));
+    c.insert("lr".into(), json!(o.lr));
+    c.insert("weight_decay".into(), json!(o.weight_decay()));
+    match o.optimizer {
+        OptimizerKind::Sgd => {}
+        OptimizerKind::Momentum => {
+            c.insert("momentum".into(), json!(o.momentum));
+            c.insert("dampening".into(), json!(o.dampening));
+            c.insert("nesterov".into(), json!(o.nesterov));
+        }
+        OptimizerKind::Adam | OptimizerKind::AdamW => {
+            c.insert("betas".into(), json!([o.betas.0, o.betas.1]));
+            c.insert("eps".into(), json!(o.eps));
+        }
+    }
+    c.insert("gen".into(), json!(o.gen));
+    c.insert("lazy_freq".into(), json!(o.lazy_freq));
+    c.insert(
+        "compat".into(),
+        json!(match o.compat {
+            GenCompat::Default => "default",
+            GenCompat::Reference => "reference",
+        }),
+    );
+    c.insert(
+        "probe_batch".into(),
+        json!(match o.probe_batch {
+            ProbeBatch::Next => "next",
+            ProbeBatch::Current => "current",
+        }),
+    );
+    c.insert(
+        "loss".into(),
+        json!(match o.loss {
+            LossKind::Auto => "auto",
+            LossKind::CrossEntropy => "cross-entropy",
+            LossKind::Mse => "mse",
+        }),
+    );
+    for (k, v) in &cx.config {
+        c.insert(k.clone(), v.clone());
+    }
+    c
+}
+
+/// The data inputs' names: the model's inputs, then the labels.
+fn data_names(g: &Graph, cx: &Context) -> Vec<String> {
+    let mut names: Vec<String> = cx
+        .model_inputs
+        .iter()
+        .filter(|n| {
+            g.by_name(n)
+                .is_some_and(|v| g.value(v).def == ValueDef::Input)
+        })
+        .cloned()
+        .collect();
+    for &l in &cx.label_inputs {
+        let n = g.name(l).to_string();
+        if !names.contains(&n) {
+            names.push(n);
+        }
+    }
+    names
+}
+
+/// The `train-contract` pass.
+pub struct TrainContractPass;
+
+impl Pass for TrainContractPass {
+    fn name(&self) -> &'static str {
+        "train-contract"
+    }
+
+    fn run(&mut self, m: &mut Model, cx: &mut Context) -> Result<bool> {
+        let err = |e| Error::stage("train-contract", e);
+        let loss = cx.loss.ok_or_else(|| err(ContractError::NoLoss("train")))?;
+        let plan = cx
+            .train
+            .as_ref()
+            .ok_or_else(|| err(ContractError::NoPlan))?;
+        if plan.carried.is_empty() {
+            return Err(err(ContractError::NoPlan));
+        }
+        let opset = m.opset();
+        let prefix = super::gen::reserved_prefix(&m.graph, "contract/");
+        let captured = captured_names(&m.graph);
+        let data = data_names(&m.graph, cx);
+        let class = classification(&m.graph, cx);
+        let mut b = Builder::new(&mut m.graph, opset, &prefix);
+        let mut used = HashSet::new();
+        let mut outputs = Vec::new();
+        let mut named = BTreeMap::new();
+
+        let loss_out = name_output(&mut b, loss, "loss", &captured, &mut used);
+        outputs.push(loss_out);
+        let mut state = Vec::new();
+        for &(input, next, role) in &plan.carried {
+            let in_name = b.g.name(input).to_string();
+            let out = name_output(
+                &mut b,
+                next,
+                &format!("{in_name}.next"),
+                &captured,
+                &mut used,
+            );
+            outputs.push(out);
+            if role == Role::Lr {
+                named.insert("lr".to_string(), b.g.name(out).to_string());
+            }
+            state.push(StateEntry {
+                input: in_name,
+                output: Some(b.g.name(out).to_string()),
+                role: role.as_str().to_string(),
+            });
+        }
+        let mut controls = BTreeMap::new();
+        let mut probe_data = BTreeMap::new();
+        if let Some(gp) = &plan.gen {
+            let applied = name_output(&mut b, gp.applied, "gen.applied", &captured, &mut used);
+            let probes = name_output(
+                &mut b,
+                gp.probe_losses,
+                "gen.probe_losses",
+                &captured,
+                &mut used,
+            );
+            outputs.push(applied);
+            outputs.push(probes);
+            named.insert("gen_applied".into(), b.g.name(applied).to_string());
+            named.insert("probe_losses".into(), b.g.name(probes).to_string());
+            controls.insert("scale".into(), b.g.name(gp.scale).to_string());
+            controls.insert("lazy_freq".into(), b.g.name(gp.lazy_freq).to_string());
+            for (p, mirrored) in &gp.probe_inputs {
+                probe_data.insert(b.g.name(*p).to_string(), mirrored.clone());
+            }
+        }
+        if let Some((logits, labels)) = class {
+            let acc = accuracy(&mut b, logits, labels);
+            let acc = name_output(&mut b, acc, "accuracy", &captured, &mut used);
+            outputs.push(acc);
+            named.insert("accuracy".into(), b.g.name(acc).to_string());
+        }
+        let contract = Contract {
+            version: 1,
+            kind: "train".into(),
+            loss: b.g.name(loss_out).to_string(),
+            data,
+            probe_data,
+            state,
+            controls,
+            outputs: named,
+            model_inputs: cx.model_inputs.clone(),
+            model_outputs: cx.model_outputs.clone(),
+            eval_model: None,
+            config: config(cx),
+        };
+        b.g.outputs = outputs;
+        contract.write(m);
+        Ok(true)
+    }
+}
+
+/// The `eval-contract` pass.
+pub struct EvalContractPass;
+
+impl Pass for EvalContractPass {
+    fn name(&self) -> &'static str {
+        "eval-contract"
+    }
+
+    fn run(&mut self, m: &mut Model, cx: &mut Context) -> Result<bool> {
+        let err = |e| Error::stage("eval-contract", e);
+        let loss = cx.loss.ok_or_else(|| err(ContractError::NoLoss("eval")))?;
+        let opset = m.opset();
+        let prefix = super::gen::reserved_prefix(&m.graph, "contract/");
+        let captured = captured_names(&m.graph);
+        let data = data_names(&m.graph, cx);
+        let class = classification(&m.graph, cx);
+        let mut b = Builder::new(&mut m.graph, opset, &prefix);
+        let mut used = HashSet::new();
+        let mut outputs = Vec::new();
+        let mut named = BTreeMap::new();
+        let loss_out = name_output(&mut b, loss, "loss", &captured, &mut used);
+        outputs.push(loss_out);
+        if let Some((logits, labels)) = class {
+            let acc = accuracy(&mut b, logits, labels);
+            let acc = name_output(&mut b, acc, "accuracy", &captured, &mut used);
+            outputs.push(acc);
+            named.insert("accuracy".into(), b.g.name(acc).to_string());
+        }
+        for n in &cx.model_outputs {
+            if let Some(v) = b.g.by_name(n) {
+                if !used.contains(&v) {
+                    used.insert(v);
+                    outputs.push(v);
+                }
+            }
+        }
+        let mut state = Vec::new();
+        for &p in &cx.params {
+            state.push(StateEntry {
+                input: b.g.name(p).to_string(),
+                output: None,
+                role: Role::Param.as_str().into(),
+            });
+        }
+        for &(input, _) in &cx.buffers {
+            state.push(StateEntry {
+                input: b.g.name(input).to_string(),
+                output: None,
+                role: Role::Buffer.as_str().into(),
+            });
+        }
+        let contract = Contract {
+            version: 1,
+            kind: "eval".into(),
+            loss: b.g.name(loss_out).to_string(),
+            data,
+            probe_data: BTreeMap::new(),
+            state,
+            controls: BTreeMap::new(),
+            outputs: named,
+            model_inputs: cx.model_inputs.clone(),
+            model_outputs: cx.model_outputs.clone(),
+            eval_model: None,
+            config: config(cx),
+        };
+        b.g.outputs = outputs;
+        contract.write(m);
+        Ok(true)
+    }
+}

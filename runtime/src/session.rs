@@ -1,0 +1,558 @@
+//! `TrainSession`: one train.onnx, its carried state, and one `step` per call.
+//!
+//! The state's initial values are the model's initializers of the same names (external data
+//! included). Between steps each state value is the ONNX Runtime value the previous step produced,
+//! bound as the next step's input: on CUDA it stays in device memory, and only the reported outputs
+//! (loss, lr, gen_applied, probe losses, accuracy) are copied to the host.
+
+use std::path::{Path, PathBuf};
+
+use ort::memory::AllocationDevice;
+use ort::value::{DynTensorValueType, DynValue, ValueType};
+
+use crate::contract::{Contract, GraphKind, StateRole};
+use crate::engine::{Engine, InputSpec, Placement, SessionSettings};
+use crate::env::Ort;
+use crate::error::{ort_err, Result, RuntimeError};
+use crate::model::OnnxModel;
+use crate::profile::ProviderReport;
+use crate::tensor::{describe_value_type, DType, HostTensor};
+
+/// How to open a train graph.
+#[derive(Clone, Debug, Default)]
+pub struct TrainOptions {
+    pub session: SessionSettings,
+    /// ONNX Runtime library (else the usual search, see [`crate::find_library`]).
+    pub ort_lib: Option<PathBuf>,
+    /// Override the graph's `lazy_freq` (fed to `controls.lazy_freq`).
+    pub lazy_freq: Option<u64>,
+}
+
+/// What one training step reported.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StepResult {
+    /// The step counter before this step (0 for the first step).
+    pub step: u64,
+    pub loss: f64,
+    pub lr: Option<f64>,
+    pub gen_applied: Option<bool>,
+    /// [L(w − Δ), L(w + Δ), L(w)] on GeN steps, zeros otherwise.
+    pub probe_losses: Option<[f64; 3]>,
+    /// Training-batch accuracy, when the graph reports it.
+    pub accuracy: Option<f64>,
+}
+
+/// Host↔device traffic of the last step, in bytes (zero on the CPU).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Transfer {
+    pub host_to_device: usize,
+    pub device_to_host: usize,
+}
+
+/// Named host tensors: a batch, or a state snapshot.
+pub type Tensors = [(String, HostTensor)];
+
+/// A train graph opened on a device, with its state.
+pub struct TrainSession {
+    ort: Ort,
+    path: PathBuf,
+    contract: Contract,
+    engine: Engine,
+    /// Aligned with `contract.state`.
+    state: Vec<DynValue>,
+    step: u64,
+    lazy_freq: Option<u64>,
+    lazy_freq_feed: Option<DynValue>,
+    /// Outputs fetched each step; reported ones to the host, the rest stay on the device.
+    outputs: Vec<(String, Placement)>,
+    transfer: Transfer,
+}
+
+fn contract_err(path: &Path, message: impl Into<String>) -> RuntimeError {
+    RuntimeError::Contract {
+        path: path.to_path_buf(),
+        message: message.into(),
+    }
+}
+
+/// Finds `name` in named tensors.
+pub(crate) fn lookup<'a>(tensors: &'a Tensors, name: &str, what: &str) -> Result<&'a HostTensor> {
+    tensors
+        .iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, t)| t)
+        .ok_or_else(|| RuntimeError::Config(format!("{what} has no tensor `{name}`")))
+}
+
+impl TrainSession {
+    /// Opens `path` (a train graph with a contract) on the configured device.
+    pub fn open(path: &Path, options: &TrainOptions) -> Result<TrainSession> {
+        let model = OnnxModel::read(path)?;
+        let contract = Contract::from_model(&model)?;
+        if contract.kind != GraphKind::Train {
+            return Err(contract_err(
+                path,
+                format!(
+                    "the graph's kind is `{}`; gen-train needs a train graph (gen-compile --emit train)",
+                    contract.kind
+                ),
+            ));
+        }
+        let mut outputs_seen = std::collections::HashSet::new();
+        for s in &contract.state {
+            if let Some(o) = &s.output {
+                if !outputs_seen.insert(o.as_str()) {
+                    return Err(contract_err(
+                        path,
+                        format!("two state entries share output `{o}`"),
+                    ));
+                }
+            }
+        }
+        let ort = Ort::load(options.ort_lib.as_deref())?;
+        let state_host = initial_state(&model, &contract)?;
+        let step = match state_host
+            .iter()
+            .zip(&contract.state)
+            .find(|(_, s)| s.role == StateRole::Step)
+        {
+            Some(((name, t), _)) => counter_value(name, t)?,
+            None => 0,
+        };
+        let (lazy_freq, lazy_freq_feed) = resolve_lazy_freq(&model, &contract, options.lazy_freq)?;
+        let engine = Engine::open(&ort, path.into(), &options.session)?;
+        let state = state_host
+            .iter()
+            .map(|(_, t)| t.to_ort(&ort))
+            .collect::<Result<Vec<_>>>()?;
+        let lazy_freq_feed = lazy_freq_feed.map(|t| t.to_ort(&ort)).transpose()?;
+        let outputs = output_plan(&contract);
+        Ok(TrainSession {
+            ort,
+            path: path.to_path_buf(),
+            contract,
+            engine,
+            state,
+            step,
+            lazy_freq,
+            lazy_freq_feed,
+            outputs,
+            transfer: Transfer::default(),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn contract(&self) -> &Contract {
+        &self.contract
+    }
+
+    pub(crate) fn ort(&self) -> &Ort {
+        &self.ort
+    }
+
+    /// The carried step counter: steps done so far.
+    pub fn step_count(&self) -> u64 {
+        self.step
+    }
+
+    /// GeN's period, `None` when the graph has no GeN.
+    pub fn lazy_freq(&self) -> Option<u64> {
+        self.lazy_freq
+    }
+
+    /// Whether the next step runs GeN: `(step + 1) % lazy_freq == 0` (docs/CONTRACT.md).
+    pub fn next_is_gen_step(&self) -> bool {
+        self.lazy_freq
+            .is_some_and(|k| (self.step + 1).is_multiple_of(k))
+    }
+
+    /// Whether steps need probe batches (the graph has probe inputs and GeN).
+    pub fn needs_probe_batches(&self) -> bool {
+        self.lazy_freq.is_some() && !self.contract.probe_data.is_empty()
+    }
+
+    /// Dtypes and shapes of the data inputs, in the contract's order.
+    pub fn data_specs(&self) -> Vec<InputSpec> {
+        specs_for(&self.engine, &self.contract.data)
+    }
+
+    /// The providers that executed the first step (`None` before it).
+    pub fn providers(&self) -> Option<&ProviderReport> {
+        self.engine.providers()
+    }
+
+    /// Host↔device bytes moved by the last step.
+    pub fn transfer(&self) -> Transfer {
+        self.transfer
+    }
+
+    /// Runs one training step on `batch` (tensors named as the contract's data inputs).
+    ///
+    /// `probe` is the probe batch (named like `batch`); it is required on GeN steps when the graph
+    /// has probe inputs, and ignored otherwise (the training batch is fed in its place, which the
+    /// contract allows). `scale` is fed to `controls.scale`.
+    pub fn step(
+        &mut self,
+        batch: &Tensors,
+        probe: Option<&Tensors>,
+        scale: f32,
+    ) -> Result<StepResult> {
+        let gen_step = self.next_is_gen_step();
+        if gen_step && probe.is_none() && self.needs_probe_batches() {
+            return Err(RuntimeError::Config(format!(
+                "step {} runs GeN and needs a probe batch",
+                self.step
+            )));
+        }
+        let probe = probe.filter(|_| gen_step);
+        let mut owned: Vec<(&str, DynValue)> = Vec::new();
+        for name in &self.contract.data {
+            owned.push((name, lookup(batch, name, "the batch")?.to_ort(&self.ort)?));
+        }
+        if let Some(p) = probe {
+            for (probe_input, mirrored) in &self.contract.probe_data {
+                let tensor = lookup(p, mirrored, "the probe batch")?;
+                owned.push((probe_input, tensor.to_ort(&self.ort)?));
+            }
+        }
+        if let Some(name) = &self.contract.controls.scale {
+            owned.push((name, HostTensor::scalar(scale).to_ort(&self.ort)?));
+        }
+        let mut inputs: Vec<(&str, &DynValue)> = owned.iter().map(|(n, v)| (*n, v)).collect();
+        if probe.is_none() {
+            // Not read by the graph on this step: feed the training batch's values again.
+            for (probe_input, mirrored) in &self.contract.probe_data {
+                if let Some((_, v)) = owned.iter().find(|(n, _)| n == mirrored) {
+                    inputs.push((probe_input, v));
+                }
+            }
+        }
+        if let (Some(name), Some(value)) = (&self.contract.controls.lazy_freq, &self.lazy_freq_feed)
+        {
+            inputs.push((name, value));
+        }
+        inputs.extend(
+            self.contract
+                .state
+                .iter()
+                .zip(&self.state)
+                .map(|(s, v)| (s.input.as_str(), v)),
+        );
+        let h2d = if self.engine.device().is_cuda() {
+            inputs.iter().map(|(_, v)| host_bytes(v)).sum()
+        } else {
+            0
+        };
+
+        let plan: Vec<(&str, Placement)> =
+            self.outputs.iter().map(|(n, p)| (n.as_str(), *p)).collect();
+        let produced = self.engine.run_bound(&inputs, &plan)?;
+        drop(inputs);
+        let mut produced: Vec<Option<DynValue>> = produced.into_iter().map(Some).collect();
+
+        let read = |name: &str| -> Result<HostTensor> {
+            let i = self.output_index(name)?;
+            let value = produced[i].as_ref().ok_or_else(|| missing(name))?;
+            HostTensor::from_ort(name, value)
+        };
+        let outputs = &self.contract.outputs;
+        let loss = read(&self.contract.loss)?.scalar_f64()?;
+        let lr = outputs
+            .lr
+            .as_deref()
+            .map(|n| read(n)?.scalar_f64())
+            .transpose()?;
+        let gen_applied = outputs
+            .gen_applied
+            .as_deref()
+            .map(|n| Ok::<_, RuntimeError>(read(n)?.scalar_f64()? != 0.0))
+            .transpose()?;
+        let probe_losses = outputs
+            .probe_losses
+            .as_deref()
+            .map(|n| {
+                let v = read(n)?.to_f64_vec()?;
+                <[f64; 3]>::try_from(v.as_slice()).map_err(|_| RuntimeError::Tensor {
+                    name: n.to_string(),
+                    message: format!("expected 3 probe losses, got {}", v.len()),
+                })
+            })
+            .transpose()?;
+        let accuracy = outputs
+            .accuracy
+            .as_deref()
+            .map(|n| read(n)?.scalar_f64())
+            .transpose()?;
+        if let Some(ran) = gen_applied.filter(|ran| *ran != gen_step) {
+            let period = self
+                .lazy_freq
+                .map_or("GeN off".to_string(), |k| format!("lazy_freq {k}"));
+            return Err(contract_err(
+                &self.path,
+                format!(
+                    "at step {} the graph says GeN ran = {ran}, but with {period} the runtime expected {gen_step}",
+                    self.step
+                ),
+            ));
+        }
+        let d2h = if self.engine.device().is_cuda() {
+            self.outputs
+                .iter()
+                .zip(&produced)
+                .filter(|((_, p), _)| *p == Placement::Host)
+                .filter_map(|(_, v)| v.as_ref().map(host_bytes))
+                .sum()
+        } else {
+            0
+        };
+
+        let mut next = Vec::with_capacity(self.state.len());
+        for s in &self.contract.state {
+            let name = s.output.as_deref().unwrap_or(&s.input);
+            let i = self.output_index(name)?;
+            next.push(produced[i].take().ok_or_else(|| missing(name))?);
+        }
+        self.state = next;
+        self.transfer = Transfer {
+            host_to_device: h2d,
+            device_to_host: d2h,
+        };
+        let result = StepResult {
+            step: self.step,
+            loss,
+            lr,
+            gen_applied,
+            probe_losses,
+            accuracy,
+        };
+        self.step += 1;
+        Ok(result)
+    }
+
+    fn output_index(&self, name: &str) -> Result<usize> {
+        self.outputs
+            .iter()
+            .position(|(n, _)| n == name)
+            .ok_or_else(|| missing(name))
+    }
+
+    /// The current value of state input `name` (device or host memory).
+    pub(crate) fn state_value(&self, name: &str) -> Option<&DynValue> {
+        self.contract
+            .state
+            .iter()
+            .position(|s| s.input == name)
+            .map(|i| &self.state[i])
+    }
+
+    /// A host copy of the whole state, named by state input, in contract order.
+    pub fn state(&self) -> Result<Vec<(String, HostTensor)>> {
+        self.contract
+            .state
+            .iter()
+            .zip(&self.state)
+            .map(|(s, v)| Ok((s.input.clone(), copy_to_host(&s.input, v)?)))
+            .collect()
+    }
+
+    /// Replaces the whole state (a checkpoint); every state input must be given with its dtype
+    /// and shape. The step counter follows the `step` state's value.
+    pub fn set_state(&mut self, state: &Tensors) -> Result<()> {
+        let mut values = Vec::with_capacity(self.state.len());
+        let mut step = self.step;
+        for (entry, current) in self.contract.state.iter().zip(&self.state) {
+            let t = lookup(state, &entry.input, "the new state")?;
+            let (dtype, shape) = value_signature(&entry.input, current)?;
+            if t.dtype() != dtype || t.shape() != shape.as_slice() {
+                return Err(RuntimeError::Tensor {
+                    name: entry.input.clone(),
+                    message: format!(
+                        "new state is {} {:?}, the model's is {dtype} {shape:?}",
+                        t.dtype(),
+                        t.shape()
+                    ),
+                });
+            }
+            if entry.role == StateRole::Step {
+                step = counter_value(&entry.input, t)?;
+            }
+            values.push(t.to_ort(&self.ort)?);
+        }
+        if let Some((extra, _)) = state
+            .iter()
+            .find(|(n, _)| !self.contract.state.iter().any(|s| &s.input == n))
+        {
+            return Err(RuntimeError::Config(format!(
+                "the new state has `{extra}`, which is not a state input of the model"
+            )));
+        }
+        self.state = values;
+        self.step = step;
+        Ok(())
+    }
+}
+
+fn missing(name: &str) -> RuntimeError {
+    RuntimeError::Ort {
+        context: "running the model".into(),
+        message: format!("output `{name}` was not produced"),
+    }
+}
+
+/// Specs of `names` among the engine's inputs, in that order.
+pub(crate) fn specs_for(engine: &Engine, names: &[String]) -> Vec<InputSpec> {
+    let all = engine.input_specs();
+    names
+        .iter()
+        .filter_map(|n| all.iter().find(|s| &s.name == n).cloned())
+        .collect()
+}
+
+/// Outputs to fetch: the loss and reported outputs to the host, then the state outputs.
+fn output_plan(contract: &Contract) -> Vec<(String, Placement)> {
+    let mut plan: Vec<(String, Placement)> = vec![(contract.loss.clone(), Placement::Host)];
+    for (_, name) in contract.reported_outputs() {
+        if !plan.iter().any(|(n, _)| n == name) {
+            plan.push((name.to_string(), Placement::Host));
+        }
+    }
+    for s in &contract.state {
+        if let Some(o) = &s.output {
+            if !plan.iter().any(|(n, _)| n == o) {
+                plan.push((o.clone(), Placement::Device));
+            }
+        }
+    }
+    plan
+}
+
+/// Initial state values: the initializers named like the state inputs.
+fn initial_state(model: &OnnxModel, contract: &Contract) -> Result<Vec<(String, HostTensor)>> {
+    contract
+        .state
+        .iter()
+        .map(|s| {
+            let t = model.initializer(&s.input).ok_or_else(|| {
+                contract_err(
+                    model.path(),
+                    format!(
+                        "state input `{}` has no initializer holding its initial value",
+                        s.input
+                    ),
+                )
+            })??;
+            Ok((s.input.clone(), t))
+        })
+        .collect()
+}
+
+fn counter_value(name: &str, t: &HostTensor) -> Result<u64> {
+    let v = t.scalar_f64()?;
+    if v < 0.0 || v.fract() != 0.0 {
+        return Err(RuntimeError::Tensor {
+            name: name.to_string(),
+            message: format!("step counter {v} is not a non-negative integer"),
+        });
+    }
+    Ok(v as u64)
+}
+
+/// GeN's period: `--lazy-freq` (fed to `controls.lazy_freq`), else the control's initializer,
+/// else `config.lazy_freq`. `None` when the graph has no GeN or the period is ≤ 0 (which the
+/// contract defines as GeN off).
+fn resolve_lazy_freq(
+    model: &OnnxModel,
+    contract: &Contract,
+    requested: Option<u64>,
+) -> Result<(Option<u64>, Option<HostTensor>)> {
+    let Some(control) = &contract.controls.lazy_freq else {
+        if requested.is_some() {
+            return Err(contract_err(
+                model.path(),
+                "--lazy-freq given, but this graph has no lazy_freq control (compiled without GeN)",
+            ));
+        }
+        if contract.outputs.gen_applied.is_some() {
+            return Err(contract_err(
+                model.path(),
+                "the graph reports gen_applied but has no controls.lazy_freq to tell when GeN runs",
+            ));
+        }
+        return Ok((None, None));
+    };
+    if let Some(k) = requested {
+        let k = i64::try_from(k)
+            .map_err(|_| RuntimeError::Config(format!("--lazy-freq {k} is too large")))?;
+        return Ok((
+            u64::try_from(k).ok().filter(|k| *k > 0),
+            Some(HostTensor::scalar(k)),
+        ));
+    }
+    let period = match model.initializer(control).transpose()? {
+        Some(t) => t.scalar_f64()? as i64,
+        None => contract
+            .config_lazy_freq()
+            .and_then(|k| i64::try_from(k).ok())
+            .ok_or_else(|| {
+                contract_err(
+                    model.path(),
+                    format!(
+                        "controls.lazy_freq `{control}` has no initializer and config.lazy_freq is absent: \
+                         cannot tell when GeN runs (pass --lazy-freq)"
+                    ),
+                )
+            })?,
+    };
+    Ok((u64::try_from(period).ok().filter(|k| *k > 0), None))
+}
+
+/// dtype and shape of a tensor value.
+fn value_signature(name: &str, v: &DynValue) -> Result<(DType, Vec<usize>)> {
+    match v.dtype() {
+        ValueType::Tensor { ty, shape, .. } => Ok((
+            DType::from_ort(*ty).ok_or_else(|| RuntimeError::Tensor {
+                name: name.to_string(),
+                message: format!("unsupported element type {ty}"),
+            })?,
+            shape.iter().map(|&d| d.max(0) as usize).collect(),
+        )),
+        other => Err(RuntimeError::NonTensorOutput {
+            name: name.to_string(),
+            kind: describe_value_type(other),
+        }),
+    }
+}
+
+/// Bytes of a value that lives in host memory (0 for device values).
+fn host_bytes(v: &DynValue) -> usize {
+    let on_host = v
+        .view()
+        .downcast::<DynTensorValueType>()
+        .map(|t| t.memory_info().is_cpu_accessible())
+        .unwrap_or(false);
+    if !on_host {
+        return 0;
+    }
+    match v.dtype() {
+        ValueType::Tensor { ty, shape, .. } => ty.byte_size(shape.num_elements()).unwrap_or(0),
+        _ => 0,
+    }
+}
+
+/// A host copy of a tensor value, copying from device memory when needed.
+pub(crate) fn copy_to_host(name: &str, v: &DynValue) -> Result<HostTensor> {
+    let tensor = v
+        .view()
+        .downcast::<DynTensorValueType>()
+        .map_err(ort_err(format!("reading `{name}`")))?;
+    if tensor.memory_info().is_cpu_accessible() {
+        return HostTensor::from_ort(name, v);
+    }
+    let host = tensor
+        .to(AllocationDevice::CPU, 0)
+        .map_err(ort_err(format!("copying `{name}` to the host")))?;
+    HostTensor::from_ort(name, &host.into_dyn())
+}
