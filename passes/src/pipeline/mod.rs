@@ -6,6 +6,7 @@
 //! a fixed point; training passes run once, in the order their comments give.
 
 pub mod constfold;
+pub mod cse;
 pub mod contract;
 pub mod dce;
 pub mod eval;
@@ -177,6 +178,7 @@ impl PassManager {
 pub fn cleanup_passes() -> Vec<Box<dyn Pass>> {
     vec![
         Box::new(constfold::ConstantFolding),
+        Box::new(cse::CommonSubexpressions),
         Box::new(dce::DeadCodeElimination),
     ]
 }
