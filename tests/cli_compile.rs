@@ -24,6 +24,20 @@ fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
+/// Runs `gen-compile MODEL -o OUT ARGS...` from the repository root, expecting success.
+fn compiles(model: &str, out: &Path, args: &[&str]) -> Output {
+    let o = bin()
+        .arg(model)
+        .arg("-o")
+        .arg(out)
+        .args(args)
+        .current_dir(root())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{model} {args:?}: {}", stderr(&o));
+    o
+}
+
 /// Runs gen-compile expecting failure; checks one readable message containing `needle` and
 /// that nothing was written to `out`.
 fn fails_with(args: &[&str], out: &Path, needle: &str) {
@@ -56,14 +70,11 @@ fn fails_with(args: &[&str], out: &Path, needle: &str) {
 fn emit_forward_round_trips_and_prints_ir() {
     let dir = tmpdir("fwd");
     let out = dir.join("mlp.onnx");
-    let o = bin()
-        .args(["models/digits/mlp.onnx", "-o"])
-        .arg(&out)
-        .args(["--emit", "forward", "--print-ir"])
-        .current_dir(root())
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", stderr(&o));
+    let o = compiles(
+        "models/digits/mlp.onnx",
+        &out,
+        &["--emit", "forward", "--print-ir"],
+    );
     let ir = String::from_utf8_lossy(&o.stdout);
     assert!(ir.contains("Gemm(") && ir.contains("\"logits\""), "{ir}");
     let back = gen_passes::onnx::load(&out).unwrap();
@@ -75,14 +86,7 @@ fn emit_forward_round_trips_and_prints_ir() {
 fn external_data_input_gives_external_data_output() {
     let dir = tmpdir("ext");
     let out = dir.join("ext.onnx");
-    let o = bin()
-        .args(["models/core/external.onnx", "-o"])
-        .arg(&out)
-        .args(["--emit", "forward"])
-        .current_dir(root())
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", stderr(&o));
+    compiles("models/core/external.onnx", &out, &["--emit", "forward"]);
     assert!(dir.join("ext.onnx.data").is_file());
 }
 
@@ -90,14 +94,11 @@ fn external_data_input_gives_external_data_output() {
 fn unknown_domain_op_is_fine_for_emit_forward() {
     let dir = tmpdir("unk");
     let out = dir.join("u.onnx");
-    let o = bin()
-        .args(["models/core/unknown_domain.onnx", "-o"])
-        .arg(&out)
-        .args(["--emit", "forward"])
-        .current_dir(root())
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", stderr(&o));
+    compiles(
+        "models/core/unknown_domain.onnx",
+        &out,
+        &["--emit", "forward"],
+    );
     let m = gen_passes::onnx::load(&out).unwrap();
     assert!(m
         .graph
@@ -243,14 +244,11 @@ fn print_after_and_dump_dir_show_the_ir_between_passes() {
 fn emit_grad_writes_loss_and_one_gradient_per_parameter() {
     let dir = tmpdir("grad");
     let out = dir.join("grad.onnx");
-    let o = bin()
-        .args(["models/digits/mlp.onnx", "-o"])
-        .arg(&out)
-        .args(["--emit", "grad", "--loss", "cross-entropy"])
-        .current_dir(root())
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", stderr(&o));
+    compiles(
+        "models/digits/mlp.onnx",
+        &out,
+        &["--emit", "grad", "--loss", "cross-entropy"],
+    );
     let m = gen_passes::onnx::load(&out).unwrap();
     let grads: serde_json::Value =
         serde_json::from_str(m.metadata("gen.grads").expect("gen.grads metadata")).unwrap();

@@ -4,6 +4,7 @@
 //! dimensions (`Value::sym`), so exporters' Shape→Gather→Concat→Reshape chains keep static
 //! shapes even with a symbolic batch.
 
+use super::einsum::Equation;
 use super::graph::{Attr, Graph, Node, NodeId};
 use super::ops::Op;
 use super::types::{DType, Dim, Tensor, TensorType, Type};
@@ -208,14 +209,7 @@ impl Cx<'_> {
                 };
             }
             let dt = match op {
-                Op::Equal
-                | Op::Less
-                | Op::LessOrEqual
-                | Op::Greater
-                | Op::GreaterOrEqual
-                | Op::And
-                | Op::Or
-                | Op::Xor => DType::Bool,
+                _ if op.is_predicate() => DType::Bool,
                 Op::Where => self.in_dtype(1),
                 _ => self.in_dtype(0),
             };
@@ -578,7 +572,20 @@ impl Cx<'_> {
                 }]
             }
             Op::Range => vec![t(self.in_dtype(0), Some(vec![Dim::Unknown]))],
-            Op::Einsum => vec![t(self.in_dtype(0), None)],
+            Op::Einsum => {
+                let ranks: Vec<Option<usize>> = (0..node.inputs.len())
+                    .map(|i| self.in_shape(i).map(|s| s.len()))
+                    .collect();
+                let shape = node
+                    .attr_str("equation")
+                    .and_then(|eq| Equation::parse(eq, &ranks).ok())
+                    .map(|eq| {
+                        let shapes: Vec<Option<Vec<Dim>>> =
+                            (0..node.inputs.len()).map(|i| self.in_shape(i)).collect();
+                        eq.output_shape(&shapes)
+                    });
+                vec![t(self.in_dtype(0), shape)]
+            }
             Op::TopK => {
                 let axis = node.attr_int("axis").unwrap_or(-1);
                 let shape = match (self.in_shape(0), self.in_ints(1)) {
@@ -651,9 +658,13 @@ impl Cx<'_> {
 
     /// Element values of a small integer elementwise op when both operands are known.
     fn elementwise_sym(&self) -> Option<Vec<Dim>> {
-        if !matches!(self.node.op, Op::Add | Op::Sub | Op::Mul | Op::Div) {
+        if !matches!(
+            self.node.op,
+            Op::Add | Op::Sub | Op::Mul | Op::Div | Op::Mod
+        ) {
             return None;
         }
+        let fmod = self.node.attr_int("fmod").unwrap_or(0) != 0;
         let a = self.in_sym(0)?;
         let b = self.in_sym(1)?;
         let n = a.len().max(b.len());
@@ -669,6 +680,15 @@ impl Cx<'_> {
                     (Dim::Fixed(p), Dim::Fixed(q), Op::Sub) => Dim::Fixed(p - q),
                     (Dim::Fixed(p), Dim::Fixed(q), Op::Mul) => Dim::Fixed(p * q),
                     (Dim::Fixed(p), Dim::Fixed(q), Op::Div) if *q != 0 => Dim::Fixed(p / q),
+                    // integer Mod: the sign of the divisor (fmod=0) or of the dividend (fmod=1)
+                    (Dim::Fixed(p), Dim::Fixed(q), Op::Mod) if *q != 0 => {
+                        let r = p % q;
+                        Dim::Fixed(if !fmod && r != 0 && (r < 0) != (*q < 0) {
+                            r + q
+                        } else {
+                            r
+                        })
+                    }
                     (d, Dim::Fixed(1), Op::Mul | Op::Div) | (Dim::Fixed(1), d, Op::Mul) => {
                         d.clone()
                     }

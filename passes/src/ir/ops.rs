@@ -151,6 +151,34 @@ impl Op {
         )
     }
 
+    /// Operators whose outputs are fresh random draws (never merged, cloned per use).
+    pub fn is_random(&self) -> bool {
+        matches!(
+            self,
+            Op::RandomUniform
+                | Op::RandomUniformLike
+                | Op::RandomNormal
+                | Op::RandomNormalLike
+                | Op::Bernoulli
+                | Op::Multinomial
+        )
+    }
+
+    /// Comparisons and logic ops: broadcasting, with a bool result.
+    pub fn is_predicate(&self) -> bool {
+        matches!(
+            self,
+            Op::Equal
+                | Op::Less
+                | Op::LessOrEqual
+                | Op::Greater
+                | Op::GreaterOrEqual
+                | Op::And
+                | Op::Or
+                | Op::Xor
+        )
+    }
+
     /// Operators whose outputs never carry a gradient (shape, index and comparison results).
     pub fn is_non_differentiable(&self) -> bool {
         matches!(
@@ -163,15 +191,7 @@ impl Op {
                 | Op::NonZero
                 | Op::ArgMax
                 | Op::ArgMin
-                | Op::Equal
-                | Op::Less
-                | Op::LessOrEqual
-                | Op::Greater
-                | Op::GreaterOrEqual
                 | Op::Not
-                | Op::And
-                | Op::Or
-                | Op::Xor
                 | Op::IsNaN
                 | Op::IsInf
                 | Op::Sign
@@ -185,14 +205,9 @@ impl Op {
                 | Op::BitwiseNot
                 | Op::Hardmax
                 | Op::OneHot
-                | Op::RandomUniform
-                | Op::RandomUniformLike
-                | Op::RandomNormal
-                | Op::RandomNormalLike
-                | Op::Bernoulli
-                | Op::Multinomial
                 | Op::SequenceLength
-        )
+        ) || self.is_predicate()
+            || self.is_random()
     }
 }
 

@@ -24,16 +24,7 @@ impl Pass for CommonSubexpressions {
 }
 
 fn mergeable(op: &Op) -> bool {
-    !matches!(
-        op,
-        Op::RandomUniform
-            | Op::RandomUniformLike
-            | Op::RandomNormal
-            | Op::RandomNormalLike
-            | Op::Bernoulli
-            | Op::Multinomial
-            | Op::Other { .. }
-    )
+    !op.is_random() && !matches!(op, Op::Other { .. })
 }
 
 /// The identity of a node's computation.

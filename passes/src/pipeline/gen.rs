@@ -51,19 +51,6 @@ pub enum GenError {
     LazyFreq(i64),
 }
 
-/// Operators whose outputs are fresh random draws: cloned for every probe, never shared.
-fn is_random(op: &Op) -> bool {
-    matches!(
-        op,
-        Op::RandomUniform
-            | Op::RandomUniformLike
-            | Op::RandomNormal
-            | Op::RandomNormalLike
-            | Op::Bernoulli
-            | Op::Multinomial
-    )
-}
-
 /// A name prefix no value of `g` (or its subgraphs' locals, which live in their own scopes)
 /// starts with, so values created under it never clash with captured names.
 pub fn reserved_prefix(g: &Graph, base: &str) -> String {
@@ -129,7 +116,7 @@ pub fn clone_region(
         }
         let node = src.node(n);
         let uses = src.node_uses(n);
-        let varying = is_random(&node.op)
+        let varying = node.op.is_random()
             || uses
                 .iter()
                 .any(|&v| alias.contains_key(&v) || map.contains_key(&v));
