@@ -12,8 +12,9 @@ fn models() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../models")
 }
 
+/// The digits MLP of the GeN reference fixture (a committed copy).
 fn shared_mlp() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/gen_reference/mlp.onnx")
+    models().join("digits/mlp.onnx")
 }
 
 fn tmpdir(tag: &str) -> PathBuf {
