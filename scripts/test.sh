@@ -8,4 +8,6 @@ cd "$root"
 ./scripts/setup.sh
 export ORT_DYLIB_PATH="${ORT_DYLIB_PATH:-$(ls "$root"/.venv/lib/python3*/site-packages/onnxruntime/capi/libonnxruntime.so.* | head -n 1)}"
 cargo fmt --all -- --check
-cargo test --workspace --no-fail-fast "$@"
+# One build: the tract backend (cargo feature `tract`, ~8 min cold on 2 cores) is compiled into the
+# test build itself, so its tests (tests/tract_*.rs) run without a second build.
+cargo test --workspace --features tract --no-fail-fast "$@"

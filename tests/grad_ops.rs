@@ -134,6 +134,25 @@ fn i64s(b: &mut Builder, dims: &[i64], vals: &[i64]) -> ValueId {
     b.constant(Tensor::from_i64(dims, vals))
 }
 
+/// Resize of `x` by constant `scales` (no roi) with string attributes.
+fn resize(b: &mut Builder, x: ValueId, scales: &[f64], attrs: &[(&'static str, &str)]) -> ValueId {
+    let sc = consts(b, x, &[scales.len() as i64], scales);
+    let attrs = attrs.iter().map(|&(k, v)| (k, s(v))).collect();
+    opt(b, Op::Resize, &[Some(x), None, Some(sc)], attrs)
+}
+
+fn einsum(b: &mut Builder, equation: &str, ins: &[ValueId]) -> ValueId {
+    b.op(Op::Einsum, ins, vec![("equation", s(equation))])
+}
+
+/// `y` times a constant of shape `dims` (trailing axes of y) holding 1, 2, 3, ...
+fn ramp(b: &mut Builder, y: ValueId, dims: &[i64]) -> ValueId {
+    let n = dims.iter().product::<i64>();
+    let vals: Vec<f64> = (1..=n).map(|k| k as f64).collect();
+    let c = consts(b, y, dims, &vals);
+    b.mul(y, c)
+}
+
 /// A constant of `like`'s float type.
 fn consts(b: &mut Builder, like: ValueId, dims: &[i64], vals: &[f64]) -> ValueId {
     let t = match b.dtype(like) {
@@ -283,6 +302,16 @@ fn cases() -> Vec<Case> {
         case("elu", F32, vec![away("a", &[2, 3])], |b, v| {
             op(b, Elu, &[v[0]], vec![("alpha", Attr::Float(0.7))])
         }),
+        case("selu", F32, vec![away("a", &[2, 3])], |b, v| {
+            b.unary(Selu, v[0])
+        }),
+        case("celu_alpha", F32, vec![away("a", &[2, 3])], |b, v| {
+            op(b, Celu, &[v[0]], vec![("alpha", Attr::Float(0.7))])
+        }),
+        case("softsign", F32, vec![away("a", &[2, 3])], |b, v| {
+            b.unary(Softsign, v[0])
+        }),
+        case("mish", F32, vec![x("a", &[2, 3])], |b, v| b.unary(Mish, v[0])),
         case("sigmoid", F64, vec![x("a", &[2, 3])], |b, v| {
             b.unary(Sigmoid, v[0])
         }),
@@ -416,6 +445,37 @@ fn cases() -> Vec<Case> {
             F64,
             vec![x("a", &[2, 3]), x("b", &[3, 4])],
             |b, v| op(b, Gemm, &[v[0], v[1]], vec![("alpha", Attr::Float(2.0))]),
+        ),
+        case(
+            "einsum_batched_matmul_sym",
+            F64,
+            vec![x("a", &[2, 3, 4]).sym(), x("b", &[2, 4, 5]).sym()],
+            |b, v| einsum(b, "bij,bjk->bik", &[v[0], v[1]]),
+        ),
+        case(
+            "einsum_own_axis_and_broadcast",
+            F64,
+            // 'k' is summed inside operand 0 alone; operand 1 broadcasts along 'b'
+            vec![x("a", &[2, 3, 4]), x("w", &[1, 3, 5])],
+            |b, v| einsum(b, "bik,bil->bl", &[v[0], v[1]]),
+        ),
+        case(
+            "einsum_ellipsis_implicit",
+            F64,
+            vec![x("a", &[2, 3, 4]), x("w", &[5, 4])],
+            |b, v| einsum(b, "...k,jk", &[v[0], v[1]]),
+        ),
+        case(
+            "einsum_three_operands",
+            F64,
+            vec![x("x", &[3, 2]), x("w", &[3, 2, 2, 4]), x("g", &[3, 2])],
+            |b, v| einsum(b, "bd,bkde,bk->be", &[v[0], v[1], v[2]]),
+        ),
+        case(
+            "einsum_unpack_heads",
+            F32,
+            vec![x("x", &[2, 3, 4]), x("w", &[3, 2, 4, 2])],
+            |b, v| einsum(b, "bnd,thde->tbhne", &[v[0], v[1]]),
         ),
         // ---- convolution and pooling ----
         case(
@@ -633,6 +693,66 @@ fn cases() -> Vec<Case> {
                 )
             },
         ),
+        // the test loss of a normalized output hardly depends on the input: the outputs are
+        // weighted along the normalized axes (`ramp`) so the input gradient is not tiny
+        case(
+            "instance_norm",
+            F32,
+            vec![x("x", &[2, 3, 4, 5]), x("scale", &[3]), x("bias", &[3])],
+            |b, v| {
+                let y = op(
+                    b,
+                    InstanceNormalization,
+                    &[v[0], v[1], v[2]],
+                    vec![("epsilon", Attr::Float(1e-3))],
+                );
+                ramp(b, y, &[4, 5])
+            },
+        ),
+        case(
+            "instance_norm_1d_sym",
+            F32,
+            vec![x("x", &[2, 3, 6]).sym(), x("scale", &[3]), x("bias", &[3])],
+            |b, v| {
+                let y = op(b, InstanceNormalization, &[v[0], v[1], v[2]], vec![]);
+                ramp(b, y, &[6])
+            },
+        ),
+        at_opset(
+            case(
+                "group_norm_per_group",
+                F64,
+                vec![x("x", &[2, 6, 3, 2]), x("scale", &[3]), x("bias", &[3])],
+                |b, v| {
+                    let y = op(
+                        b,
+                        GroupNormalization,
+                        &[v[0], v[1], v[2]],
+                        vec![("num_groups", Attr::Int(3))],
+                    );
+                    ramp(b, y, &[6, 3, 2])
+                },
+            ),
+            18,
+        ),
+        at_opset(
+            case(
+                // stash_type: the statistics in float32 whatever the input type
+                "group_norm_per_channel_sym",
+                F32,
+                vec![x("x", &[2, 4, 5]).sym(), x("scale", &[4]), x("bias", &[4])],
+                |b, v| {
+                    let y = op(
+                        b,
+                        GroupNormalization,
+                        &[v[0], v[1], v[2]],
+                        vec![("num_groups", Attr::Int(2)), ("epsilon", Attr::Float(1e-3))],
+                    );
+                    ramp(b, y, &[4, 5])
+                },
+            ),
+            21,
+        ),
         // ---- reductions ----
         case("reduce_sum_axis1", F64, vec![x("x", &[2, 3, 4])], |b, v| {
             b.reduce_sum(v[0], &[1], false)
@@ -727,6 +847,27 @@ fn cases() -> Vec<Case> {
             let r = i64s(b, &[2], &[2, 3]);
             op(b, Tile, &[v[0], r], vec![])
         }),
+        case("pad_reflect", F64, vec![x("x", &[2, 3, 4])], |b, v| {
+            let p = i64s(b, &[6], &[0, 1, 2, 0, 2, 1]);
+            op(b, Pad, &[v[0], p], vec![("mode", s("reflect"))])
+        }),
+        case("pad_edge_sym", F64, vec![x("x", &[2, 3, 4]).sym()], |b, v| {
+            let p = i64s(b, &[6], &[0, 2, 1, 0, 0, 3]);
+            op(b, Pad, &[v[0], p], vec![("mode", s("edge"))])
+        }),
+        at_opset(
+            case("pad_wrap_axes", F64, vec![x("x", &[3, 4])], |b, v| {
+                let p = i64s(b, &[2], &[2, 3]);
+                let ax = i64s(b, &[1], &[-1]);
+                opt(
+                    b,
+                    Pad,
+                    &[Some(v[0]), Some(p), None, Some(ax)],
+                    vec![("mode", s("wrap"))],
+                )
+            }),
+            19,
+        ),
         case("pad_constant", F64, vec![x("x", &[2, 3])], |b, v| {
             let p = i64s(b, &[4], &[1, 0, 2, 1]);
             let c = b.scalar(F64, 0.5);
@@ -821,6 +962,110 @@ fn cases() -> Vec<Case> {
                 )
             },
         ),
+        // ---- resampling ----
+        case(
+            "resize_nearest_asymmetric_floor",
+            F32,
+            vec![x("x", &[2, 2, 3, 4]).sym()],
+            |b, v| {
+                resize(
+                    b,
+                    v[0],
+                    &[1.0, 1.0, 2.0, 2.0],
+                    &[
+                        ("mode", "nearest"),
+                        ("coordinate_transformation_mode", "asymmetric"),
+                        ("nearest_mode", "floor"),
+                    ],
+                )
+            },
+        ),
+        case(
+            "resize_linear_half_pixel_fractional",
+            F32,
+            vec![x("x", &[2, 2, 3, 4])],
+            |b, v| resize(b, v[0], &[1.0, 1.0, 2.0, 1.5], &[("mode", "linear")]),
+        ),
+        case(
+            "resize_linear_downscale",
+            F32,
+            vec![x("x", &[1, 2, 6, 5])],
+            |b, v| resize(b, v[0], &[1.0, 1.0, 0.5, 0.6], &[("mode", "linear")]),
+        ),
+        case(
+            "resize_linear_align_corners_sizes",
+            F32,
+            vec![x("x", &[2, 2, 3, 4])],
+            |b, v| {
+                let sizes = i64s(b, &[4], &[2, 2, 5, 7]);
+                opt(
+                    b,
+                    Resize,
+                    &[Some(v[0]), None, None, Some(sizes)],
+                    vec![
+                        ("mode", s("linear")),
+                        ("coordinate_transformation_mode", s("align_corners")),
+                    ],
+                )
+            },
+        ),
+        case(
+            "resize_cubic_pytorch_half_pixel",
+            F32,
+            vec![x("x", &[1, 2, 4, 5])],
+            |b, v| {
+                resize(
+                    b,
+                    v[0],
+                    &[1.0, 1.0, 2.0, 2.0],
+                    &[
+                        ("mode", "cubic"),
+                        ("coordinate_transformation_mode", "pytorch_half_pixel"),
+                    ],
+                )
+            },
+        ),
+        case(
+            "resize_cubic_exclude_outside",
+            F32,
+            vec![x("x", &[1, 1, 4, 5])],
+            |b, v| {
+                let mut attrs = vec![("mode", s("cubic")), ("exclude_outside", Attr::Int(1))];
+                attrs.push(("cubic_coeff_a", Attr::Float(-0.5)));
+                let sc = consts(b, v[0], &[4], &[1.0, 1.0, 1.5, 0.8]);
+                opt(b, Resize, &[Some(v[0]), None, Some(sc)], attrs)
+            },
+        ),
+        at_opset(
+            case(
+                "resize_nearest_axes_sizes_sym",
+                F32,
+                vec![x("x", &[2, 3, 5]).sym()],
+                |b, v| {
+                    let sizes = i64s(b, &[1], &[8]);
+                    opt(
+                        b,
+                        Resize,
+                        &[Some(v[0]), None, None, Some(sizes)],
+                        vec![
+                            ("axes", ints_attr(&[-1])),
+                            ("nearest_mode", s("round_prefer_ceil")),
+                        ],
+                    )
+                },
+            ),
+            18,
+        ),
+        case("depth_to_space_dcr", F64, vec![x("x", &[2, 8, 2, 3]).sym()], |b, v| {
+            op(b, DepthToSpace, &[v[0]], vec![("blocksize", Attr::Int(2))])
+        }),
+        case("depth_to_space_crd", F64, vec![x("x", &[1, 8, 3, 2])], |b, v| {
+            let attrs = vec![("blocksize", Attr::Int(2)), ("mode", s("CRD"))];
+            op(b, DepthToSpace, &[v[0]], attrs)
+        }),
+        case("space_to_depth", F64, vec![x("x", &[2, 2, 4, 6])], |b, v| {
+            op(b, SpaceToDepth, &[v[0]], vec![("blocksize", Attr::Int(2))])
+        }),
         // ---- indexing ----
         case(
             "gather_embedding_repeats",
@@ -854,6 +1099,57 @@ fn cases() -> Vec<Case> {
             let i = i64s(b, &[3, 2], &[0, 1, 2, 3, 0, 1]);
             op(b, GatherND, &[v[0], i], vec![])
         }),
+        case("topk_last_axis", F64, vec![x("x", &[3, 5])], |b, v| {
+            let k = i64s(b, &[1], &[2]);
+            b.node(Op::TopK, &[Some(v[0]), Some(k)], 2, vec![]).1[0]
+        }),
+        case("topk_smallest_axis0_sym", F64, vec![x("x", &[4, 3]).sym()], |b, v| {
+            let k = i64s(b, &[1], &[3]);
+            let attrs = vec![("axis", Attr::Int(0)), ("largest", Attr::Int(0))];
+            b.node(Op::TopK, &[Some(v[0]), Some(k)], 2, attrs).1[0]
+        }),
+        case(
+            "scatter_elements_overwrite",
+            F64,
+            vec![x("data", &[3, 4]), x("upd", &[3, 2])],
+            |b, v| {
+                let i = i64s(b, &[3, 2], &[0, 3, 1, -1, 2, 0]);
+                let axis = vec![("axis", Attr::Int(1))];
+                op(b, ScatterElements, &[v[0], i, v[1]], axis)
+            },
+        ),
+        case(
+            "scatter_elements_add_repeats",
+            F64,
+            vec![x("data", &[4, 2]), x("upd", &[3, 2])],
+            |b, v| {
+                let i = i64s(b, &[3, 2], &[1, 0, 1, 3, 2, 0]);
+                op(
+                    b,
+                    ScatterElements,
+                    &[v[0], i, v[1]],
+                    vec![("reduction", s("add"))],
+                )
+            },
+        ),
+        case(
+            "scatter_nd_overwrite_rows",
+            F64,
+            vec![x("data", &[4, 3]), x("upd", &[2, 3])],
+            |b, v| {
+                let i = i64s(b, &[2, 1], &[2, 0]);
+                op(b, ScatterND, &[v[0], i, v[1]], vec![])
+            },
+        ),
+        case(
+            "scatter_nd_add_elements",
+            F64,
+            vec![x("data", &[3, 2]), x("upd", &[3])],
+            |b, v| {
+                let i = i64s(b, &[3, 2], &[0, 1, 2, 0, 0, 1]);
+                op(b, ScatterND, &[v[0], i, v[1]], vec![("reduction", s("add"))])
+            },
+        ),
         // ---- losses ----
         case(
             "softmax_cross_entropy_ignore",

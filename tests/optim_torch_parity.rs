@@ -141,7 +141,8 @@ fn optimizers_match_torch_optim() {
 fn compiled_model_matches_torch_optim() {
     let dir = root().join("models/optim");
     let meta: Value =
-        serde_json::from_slice(&std::fs::read(dir.join("optim.json")).expect("optim.json")).unwrap();
+        serde_json::from_slice(&std::fs::read(dir.join("optim.json")).expect("optim.json"))
+            .unwrap();
     let data = Dataset::load(&dir.join("optim.npz")).expect("optim.npz");
     let get = |n: &str| -> HostTensor {
         data.arrays()
@@ -177,7 +178,12 @@ fn compiled_model_matches_torch_optim() {
                 assert!(e < 1e-5, "{name} step {k} {p}: max |Δ| {e:e}");
             }
         }
-        report.push(format!("{name}: loss {worst_loss:.1e}, params {worst_param:.1e}"));
+        report.push(format!(
+            "{name}: loss {worst_loss:.1e}, params {worst_param:.1e}"
+        ));
     }
-    eprintln!("compiled model vs torch over {steps} steps: {}", report.join("; "));
+    eprintln!(
+        "compiled model vs torch over {steps} steps: {}",
+        report.join("; ")
+    );
 }

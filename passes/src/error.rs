@@ -12,11 +12,12 @@ pub enum Error {
     /// The IR is invalid after a pass (or after import).
     #[error("invalid IR after {after}: {error}")]
     Verify { after: String, error: VerifyError },
-    /// A stage's own typed error (loss, autodiff, optimizer, GeN, ...).
-    #[error("{stage}: {source}")]
+    /// A stage's own typed error (loss, autodiff, optimizer, GeN, ...). Its message is part
+    /// of this one (not a separate `source`, which error reporters would print twice).
+    #[error("{stage}: {error}")]
     Stage {
         stage: &'static str,
-        source: Box<dyn std::error::Error + Send + Sync>,
+        error: Box<dyn std::error::Error + Send + Sync>,
     },
 }
 
@@ -25,7 +26,7 @@ impl Error {
     pub fn stage(stage: &'static str, e: impl std::error::Error + Send + Sync + 'static) -> Self {
         Error::Stage {
             stage,
-            source: Box::new(e),
+            error: Box::new(e),
         }
     }
 }

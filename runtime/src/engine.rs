@@ -31,7 +31,7 @@ pub struct SessionSettings {
 
 /// Where a bound output should be written.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Placement {
+pub enum Placement {
     /// The device's memory: state kept for the next step.
     Device,
     /// Host memory: values the caller reads every step.

@@ -49,6 +49,10 @@ pub enum RuntimeError {
     /// ONNX Runtime's Rust bindings panicked on a value they could not describe; caught and reported.
     #[error("ONNX Runtime bindings failed while {context}: {message}")]
     Panic { context: String, message: String },
+    /// tract (the `tract` backend) rejected a model or failed to run it.
+    #[cfg(feature = "tract")]
+    #[error("tract, {context}: {message}")]
+    Tract { context: String, message: String },
 }
 
 /// `Result` with [`RuntimeError`].
@@ -69,4 +73,13 @@ pub(crate) fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> RuntimeError
         path: path.to_path_buf(),
         source,
     }
+}
+
+/// The message of a caught panic (`String` and `&str` payloads; anything else is "unknown panic").
+pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_else(|| "unknown panic".into())
 }

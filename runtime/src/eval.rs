@@ -1,19 +1,18 @@
 //! Evaluation with the companion eval graph (`contract.eval_model`, kind "eval"): the current
 //! parameters and buffers of a `TrainSession` are bound as its state inputs (in device memory on
-//! CUDA, no copies), and loss / accuracy are averaged over a whole data set.
+//! CUDA, no copies), and loss / accuracy are averaged over a whole data set. The eval graph runs
+//! on the train session's backend.
 
 use std::path::Path;
 
-use ort::value::DynValue;
-
+use crate::backend::{Backend, OrtBackend};
 use crate::contract::{Contract, GraphKind};
 use crate::data::Dataset;
-use crate::engine::{Engine, InputSpec, Placement, SessionSettings};
+use crate::engine::{InputSpec, Placement, SessionSettings};
 use crate::error::{Result, RuntimeError};
 use crate::model::OnnxModel;
 use crate::profile::ProviderReport;
 use crate::session::{specs_for, TrainSession};
-use crate::tensor::HostTensor;
 
 /// Mean loss (and accuracy) over a data set.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -24,19 +23,19 @@ pub struct EvalResult {
 }
 
 /// An eval graph opened beside a train session.
-pub struct EvalSession {
+pub struct EvalSession<B: Backend = OrtBackend> {
     contract: Contract,
-    engine: Engine,
+    backend: B,
 }
 
-impl EvalSession {
+impl<B: Backend> EvalSession<B> {
     /// Opens the eval graph `path` on the train session's device, checking that every state input
     /// it reads is carried by `train`.
     pub fn open(
         path: &Path,
-        train: &TrainSession,
+        train: &TrainSession<B>,
         settings: &SessionSettings,
-    ) -> Result<EvalSession> {
+    ) -> Result<EvalSession<B>> {
         let model = OnnxModel::read(path)?;
         let contract = Contract::from_model(&model)?;
         let err = |message: String| RuntimeError::Contract {
@@ -60,34 +59,39 @@ impl EvalSession {
                 train.path().display()
             )));
         }
-        let engine = Engine::open(train.ort(), path.into(), settings)?;
-        Ok(EvalSession { contract, engine })
+        let fed: Vec<&str> = contract
+            .data
+            .iter()
+            .chain(contract.state.iter().map(|s| &s.input))
+            .map(String::as_str)
+            .collect();
+        let backend = train.backend().open_beside(path, settings, &fed)?;
+        Ok(EvalSession { contract, backend })
     }
 
     /// Dtypes and shapes of the data inputs.
     pub fn data_specs(&self) -> Vec<InputSpec> {
-        specs_for(&self.engine, &self.contract.data)
+        specs_for(&self.backend.input_specs(), &self.contract.data)
     }
 
     /// The providers that executed the first batch (`None` before it).
     pub fn providers(&self) -> Option<&ProviderReport> {
-        self.engine.providers()
+        self.backend.providers()
     }
 
     /// Mean loss and accuracy of `train`'s current state over all of `data`, in batches of
     /// `batch_size` (the last one partial), weighted by batch size.
     pub fn evaluate(
         &mut self,
-        train: &TrainSession,
+        train: &TrainSession<B>,
         data: &Dataset,
         batch_size: usize,
     ) -> Result<EvalResult> {
-        let ort = train.ort();
         let mut outputs = vec![(self.contract.loss.as_str(), Placement::Host)];
         if let Some(acc) = &self.contract.outputs.accuracy {
             outputs.push((acc.as_str(), Placement::Host));
         }
-        let state: Vec<(&str, &DynValue)> = self
+        let state: Vec<(&str, &B::Value)> = self
             .contract
             .state
             .iter()
@@ -100,15 +104,16 @@ impl EvalSession {
             let batch = data.batch(&indices)?;
             let values = batch
                 .iter()
-                .map(|(n, t)| Ok((n.as_str(), t.to_ort(ort)?)))
+                .map(|(n, t)| Ok((n.as_str(), self.backend.upload(t)?)))
                 .collect::<Result<Vec<_>>>()?;
-            let mut inputs: Vec<(&str, &DynValue)> = values.iter().map(|(n, v)| (*n, v)).collect();
+            let mut inputs: Vec<(&str, &B::Value)> = values.iter().map(|(n, v)| (*n, v)).collect();
             inputs.extend(state.iter().copied());
-            let produced = self.engine.run_bound(&inputs, &outputs)?;
+            let produced = self.backend.run(&inputs, &outputs)?;
             let weight = indices.len() as f64;
-            loss_sum += weight * HostTensor::from_ort(outputs[0].0, &produced[0])?.scalar_f64()?;
+            let loss = self.backend.to_host(outputs[0].0, &produced[0])?;
+            loss_sum += weight * loss.scalar_f64()?;
             if let (Some((name, _)), Some(value)) = (outputs.get(1), produced.get(1)) {
-                acc_sum += weight * HostTensor::from_ort(name, value)?.scalar_f64()?;
+                acc_sum += weight * self.backend.to_host(name, value)?.scalar_f64()?;
             }
         }
         let n = rows.max(1) as f64;

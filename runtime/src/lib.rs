@@ -7,6 +7,7 @@
 //! (data); and [`Trainer`], the whole training run behind `gen-train`: run directory, metrics,
 //! plots, checkpoints, resume and the exported inference model. See docs/RUNTIME.md.
 
+mod backend;
 mod bench;
 mod checkpoint;
 mod contract;
@@ -26,8 +27,11 @@ mod profile;
 mod session;
 mod stream;
 mod tensor;
+#[cfg(feature = "tract")]
+mod tract_backend;
 mod train;
 
+pub use backend::{Backend, OrtBackend};
 pub use bench::{bench_worker, run_bench, BenchConfig, BenchReport, BenchSide};
 pub use checkpoint::Checkpoint;
 pub use contract::{Contract, Controls, GraphKind, Outputs, StateEntry, StateRole, CONTRACT_KEY};
@@ -45,4 +49,6 @@ pub use profile::ProviderReport;
 pub use session::{StepResult, Tensors, TrainOptions, TrainSession, Transfer};
 pub use stream::{BatchStream, SplitMix64, StreamPosition, PROBE_STREAM, TRAIN_STREAM};
 pub use tensor::{DType, Element, HostTensor};
+#[cfg(feature = "tract")]
+pub use tract_backend::{run_model_tract, TractBackend};
 pub use train::{Driver, Length, Observer, RunStart, Scale, Summary, TrainConfig, Trainer};

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use crate::engine::{Engine, ModelSource, SessionSettings};
 use crate::env::Ort;
-use crate::error::{Result, RuntimeError};
+use crate::error::{panic_message, Result, RuntimeError};
 use crate::profile::ProviderReport;
 use crate::tensor::HostTensor;
 
@@ -45,12 +45,10 @@ pub fn run_model<'a>(
         run(&ort, model, inputs, options)
     }))
     .unwrap_or_else(|payload| {
-        let message = payload
-            .downcast_ref::<String>()
-            .cloned()
-            .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
-            .unwrap_or_else(|| "unknown panic".into());
-        Err(RuntimeError::Panic { context, message })
+        Err(RuntimeError::Panic {
+            context,
+            message: panic_message(payload.as_ref()),
+        })
     })
 }
 

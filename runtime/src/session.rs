@@ -1,22 +1,19 @@
 //! `TrainSession`: one train.onnx, its carried state, and one `step` per call.
 //!
 //! The state's initial values are the model's initializers of the same names (external data
-//! included). Between steps each state value is the ONNX Runtime value the previous step produced,
-//! bound as the next step's input: on CUDA it stays in device memory, and only the reported outputs
-//! (loss, lr, gen_applied, probe losses, accuracy) are copied to the host.
+//! included). Between steps each state value is the backend's value the previous step produced,
+//! fed as the next step's input: with ONNX Runtime on CUDA it stays in device memory, and only the
+//! reported outputs (loss, lr, gen_applied, probe losses, accuracy) are copied to the host.
 
 use std::path::{Path, PathBuf};
 
-use ort::memory::AllocationDevice;
-use ort::value::{DynTensorValueType, DynValue, ValueType};
-
+use crate::backend::{Backend, OrtBackend};
 use crate::contract::{Contract, GraphKind, StateRole};
-use crate::engine::{Engine, InputSpec, Placement, SessionSettings};
-use crate::env::Ort;
-use crate::error::{ort_err, Result, RuntimeError};
+use crate::engine::{InputSpec, Placement, SessionSettings};
+use crate::error::{Result, RuntimeError};
 use crate::model::OnnxModel;
 use crate::profile::ProviderReport;
-use crate::tensor::{describe_value_type, DType, HostTensor};
+use crate::tensor::HostTensor;
 
 /// How to open a train graph.
 #[derive(Clone, Debug, Default)]
@@ -52,17 +49,16 @@ pub struct Transfer {
 /// Named host tensors: a batch, or a state snapshot.
 pub type Tensors = [(String, HostTensor)];
 
-/// A train graph opened on a device, with its state.
-pub struct TrainSession {
-    ort: Ort,
+/// A train graph opened on a device with a backend (ONNX Runtime unless named), with its state.
+pub struct TrainSession<B: Backend = OrtBackend> {
+    backend: B,
     path: PathBuf,
     contract: Contract,
-    engine: Engine,
     /// Aligned with `contract.state`.
-    state: Vec<DynValue>,
+    state: Vec<B::Value>,
     step: u64,
     lazy_freq: Option<u64>,
-    lazy_freq_feed: Option<DynValue>,
+    lazy_freq_feed: Option<B::Value>,
     /// Outputs fetched each step; reported ones to the host, the rest stay on the device.
     outputs: Vec<(String, Placement)>,
     transfer: Transfer,
@@ -85,8 +81,15 @@ pub(crate) fn lookup<'a>(tensors: &'a Tensors, name: &str, what: &str) -> Result
 }
 
 impl TrainSession {
-    /// Opens `path` (a train graph with a contract) on the configured device.
+    /// Opens `path` (a train graph with a contract) on ONNX Runtime, on the configured device.
     pub fn open(path: &Path, options: &TrainOptions) -> Result<TrainSession> {
+        TrainSession::open_with_backend(path, options)
+    }
+}
+
+impl<B: Backend> TrainSession<B> {
+    /// Opens `path` (a train graph with a contract) on backend `B`, on the configured device.
+    pub fn open_with_backend(path: &Path, options: &TrainOptions) -> Result<TrainSession<B>> {
         let model = OnnxModel::read(path)?;
         let contract = Contract::from_model(&model)?;
         if contract.kind != GraphKind::Train {
@@ -109,7 +112,6 @@ impl TrainSession {
                 }
             }
         }
-        let ort = Ort::load(options.ort_lib.as_deref())?;
         let state_host = initial_state(&model, &contract)?;
         let step = match state_host
             .iter()
@@ -120,18 +122,21 @@ impl TrainSession {
             None => 0,
         };
         let (lazy_freq, lazy_freq_feed) = resolve_lazy_freq(&model, &contract, options.lazy_freq)?;
-        let engine = Engine::open(&ort, path.into(), &options.session)?;
+        let backend = B::open(
+            path,
+            options,
+            &fed_inputs(&contract, lazy_freq_feed.is_some()),
+        )?;
         let state = state_host
             .iter()
-            .map(|(_, t)| t.to_ort(&ort))
+            .map(|(_, t)| backend.upload(t))
             .collect::<Result<Vec<_>>>()?;
-        let lazy_freq_feed = lazy_freq_feed.map(|t| t.to_ort(&ort)).transpose()?;
+        let lazy_freq_feed = lazy_freq_feed.map(|t| backend.upload(&t)).transpose()?;
         let outputs = output_plan(&contract);
         Ok(TrainSession {
-            ort,
+            backend,
             path: path.to_path_buf(),
             contract,
-            engine,
             state,
             step,
             lazy_freq,
@@ -149,8 +154,8 @@ impl TrainSession {
         &self.contract
     }
 
-    pub(crate) fn ort(&self) -> &Ort {
-        &self.ort
+    pub(crate) fn backend(&self) -> &B {
+        &self.backend
     }
 
     /// The carried step counter: steps done so far.
@@ -176,12 +181,13 @@ impl TrainSession {
 
     /// Dtypes and shapes of the data inputs, in the contract's order.
     pub fn data_specs(&self) -> Vec<InputSpec> {
-        specs_for(&self.engine, &self.contract.data)
+        specs_for(&self.backend.input_specs(), &self.contract.data)
     }
 
-    /// The providers that executed the first step (`None` before it).
+    /// What executed the first step (`None` before it): ONNX Runtime's execution providers, or
+    /// tract.
     pub fn providers(&self) -> Option<&ProviderReport> {
-        self.engine.providers()
+        self.backend.providers()
     }
 
     /// Host↔device bytes moved by the last step.
@@ -208,20 +214,21 @@ impl TrainSession {
             )));
         }
         let probe = probe.filter(|_| gen_step);
-        let mut owned: Vec<(&str, DynValue)> = Vec::new();
+        let mut owned: Vec<(&str, B::Value)> = Vec::new();
         for name in &self.contract.data {
-            owned.push((name, lookup(batch, name, "the batch")?.to_ort(&self.ort)?));
+            let tensor = lookup(batch, name, "the batch")?;
+            owned.push((name, self.backend.upload(tensor)?));
         }
         if let Some(p) = probe {
             for (probe_input, mirrored) in &self.contract.probe_data {
                 let tensor = lookup(p, mirrored, "the probe batch")?;
-                owned.push((probe_input, tensor.to_ort(&self.ort)?));
+                owned.push((probe_input, self.backend.upload(tensor)?));
             }
         }
         if let Some(name) = &self.contract.controls.scale {
-            owned.push((name, HostTensor::scalar(scale).to_ort(&self.ort)?));
+            owned.push((name, self.backend.upload(&HostTensor::scalar(scale))?));
         }
-        let mut inputs: Vec<(&str, &DynValue)> = owned.iter().map(|(n, v)| (*n, v)).collect();
+        let mut inputs: Vec<(&str, &B::Value)> = owned.iter().map(|(n, v)| (*n, v)).collect();
         if probe.is_none() {
             // Not read by the graph on this step: feed the training batch's values again.
             for (probe_input, mirrored) in &self.contract.probe_data {
@@ -241,22 +248,21 @@ impl TrainSession {
                 .zip(&self.state)
                 .map(|(s, v)| (s.input.as_str(), v)),
         );
-        let h2d = if self.engine.device().is_cuda() {
-            inputs.iter().map(|(_, v)| host_bytes(v)).sum()
-        } else {
-            0
-        };
+        let h2d = inputs
+            .iter()
+            .map(|(_, v)| self.backend.transferred_bytes(v))
+            .sum();
 
         let plan: Vec<(&str, Placement)> =
             self.outputs.iter().map(|(n, p)| (n.as_str(), *p)).collect();
-        let produced = self.engine.run_bound(&inputs, &plan)?;
+        let produced = self.backend.run(&inputs, &plan)?;
         drop(inputs);
-        let mut produced: Vec<Option<DynValue>> = produced.into_iter().map(Some).collect();
+        let mut produced: Vec<Option<B::Value>> = produced.into_iter().map(Some).collect();
 
         let read = |name: &str| -> Result<HostTensor> {
             let i = self.output_index(name)?;
             let value = produced[i].as_ref().ok_or_else(|| missing(name))?;
-            HostTensor::from_ort(name, value)
+            self.backend.to_host(name, value)
         };
         let outputs = &self.contract.outputs;
         let loss = read(&self.contract.loss)?.scalar_f64()?;
@@ -298,16 +304,13 @@ impl TrainSession {
                 ),
             ));
         }
-        let d2h = if self.engine.device().is_cuda() {
-            self.outputs
-                .iter()
-                .zip(&produced)
-                .filter(|((_, p), _)| *p == Placement::Host)
-                .filter_map(|(_, v)| v.as_ref().map(host_bytes))
-                .sum()
-        } else {
-            0
-        };
+        let d2h = self
+            .outputs
+            .iter()
+            .zip(&produced)
+            .filter(|((_, p), _)| *p == Placement::Host)
+            .filter_map(|(_, v)| v.as_ref().map(|v| self.backend.transferred_bytes(v)))
+            .sum();
 
         let mut next = Vec::with_capacity(self.state.len());
         for s in &self.contract.state {
@@ -340,7 +343,7 @@ impl TrainSession {
     }
 
     /// The current value of state input `name` (device or host memory).
-    pub(crate) fn state_value(&self, name: &str) -> Option<&DynValue> {
+    pub(crate) fn state_value(&self, name: &str) -> Option<&B::Value> {
         self.contract
             .state
             .iter()
@@ -354,7 +357,7 @@ impl TrainSession {
             .state
             .iter()
             .zip(&self.state)
-            .map(|(s, v)| Ok((s.input.clone(), copy_to_host(&s.input, v)?)))
+            .map(|(s, v)| Ok((s.input.clone(), self.backend.to_host(&s.input, v)?)))
             .collect()
     }
 
@@ -365,7 +368,7 @@ impl TrainSession {
         let mut step = self.step;
         for (entry, current) in self.contract.state.iter().zip(&self.state) {
             let t = lookup(state, &entry.input, "the new state")?;
-            let (dtype, shape) = value_signature(&entry.input, current)?;
+            let (dtype, shape) = self.backend.signature(&entry.input, current)?;
             if t.dtype() != dtype || t.shape() != shape.as_slice() {
                 return Err(RuntimeError::Tensor {
                     name: entry.input.clone(),
@@ -379,7 +382,7 @@ impl TrainSession {
             if entry.role == StateRole::Step {
                 step = counter_value(&entry.input, t)?;
             }
-            values.push(t.to_ort(&self.ort)?);
+            values.push(self.backend.upload(t)?);
         }
         if let Some((extra, _)) = state
             .iter()
@@ -402,13 +405,29 @@ fn missing(name: &str) -> RuntimeError {
     }
 }
 
-/// Specs of `names` among the engine's inputs, in that order.
-pub(crate) fn specs_for(engine: &Engine, names: &[String]) -> Vec<InputSpec> {
-    let all = engine.input_specs();
+/// Specs of `names` among a graph's input specs `all`, in that order.
+pub(crate) fn specs_for(all: &[InputSpec], names: &[String]) -> Vec<InputSpec> {
     names
         .iter()
         .filter_map(|n| all.iter().find(|s| &s.name == n).cloned())
         .collect()
+}
+
+/// The graph inputs every step feeds: data, probe data, controls and state (`lazy_freq` only when
+/// overridden).
+fn fed_inputs(contract: &Contract, lazy_freq_fed: bool) -> Vec<&str> {
+    let mut fed: Vec<&str> = contract.data.iter().map(String::as_str).collect();
+    fed.extend(contract.probe_data.keys().map(String::as_str));
+    fed.extend(contract.controls.scale.as_deref());
+    fed.extend(
+        contract
+            .controls
+            .lazy_freq
+            .as_deref()
+            .filter(|_| lazy_freq_fed),
+    );
+    fed.extend(contract.state.iter().map(|s| s.input.as_str()));
+    fed
 }
 
 /// Outputs to fetch: the loss and reported outputs to the host, then the state outputs.
@@ -507,52 +526,4 @@ fn resolve_lazy_freq(
             })?,
     };
     Ok((u64::try_from(period).ok().filter(|k| *k > 0), None))
-}
-
-/// dtype and shape of a tensor value.
-fn value_signature(name: &str, v: &DynValue) -> Result<(DType, Vec<usize>)> {
-    match v.dtype() {
-        ValueType::Tensor { ty, shape, .. } => Ok((
-            DType::from_ort(*ty).ok_or_else(|| RuntimeError::Tensor {
-                name: name.to_string(),
-                message: format!("unsupported element type {ty}"),
-            })?,
-            shape.iter().map(|&d| d.max(0) as usize).collect(),
-        )),
-        other => Err(RuntimeError::NonTensorOutput {
-            name: name.to_string(),
-            kind: describe_value_type(other),
-        }),
-    }
-}
-
-/// Bytes of a value that lives in host memory (0 for device values).
-fn host_bytes(v: &DynValue) -> usize {
-    let on_host = v
-        .view()
-        .downcast::<DynTensorValueType>()
-        .map(|t| t.memory_info().is_cpu_accessible())
-        .unwrap_or(false);
-    if !on_host {
-        return 0;
-    }
-    match v.dtype() {
-        ValueType::Tensor { ty, shape, .. } => ty.byte_size(shape.num_elements()).unwrap_or(0),
-        _ => 0,
-    }
-}
-
-/// A host copy of a tensor value, copying from device memory when needed.
-pub(crate) fn copy_to_host(name: &str, v: &DynValue) -> Result<HostTensor> {
-    let tensor = v
-        .view()
-        .downcast::<DynTensorValueType>()
-        .map_err(ort_err(format!("reading `{name}`")))?;
-    if tensor.memory_info().is_cpu_accessible() {
-        return HostTensor::from_ort(name, v);
-    }
-    let host = tensor
-        .to(AllocationDevice::CPU, 0)
-        .map_err(ort_err(format!("copying `{name}` to the host")))?;
-    HostTensor::from_ort(name, &host.into_dyn())
 }

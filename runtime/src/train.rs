@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
+use crate::backend::{Backend, OrtBackend};
 use crate::checkpoint::{fingerprint, Checkpoint};
 use crate::data::Dataset;
 use crate::error::{io_err, Result, RuntimeError};
@@ -86,22 +87,22 @@ pub struct TrainConfig {
 }
 
 /// Training steps over a data set: the training stream, the GeN probe stream and the session.
-pub struct Driver {
-    session: TrainSession,
+pub struct Driver<B: Backend = OrtBackend> {
+    session: TrainSession<B>,
     data: Dataset,
     train: BatchStream,
     probe: Option<BatchStream>,
     notes: Vec<String>,
 }
 
-impl Driver {
+impl<B: Backend> Driver<B> {
     /// Checks `data` against the session's data inputs and sets up both streams.
     pub fn new(
-        session: TrainSession,
+        session: TrainSession<B>,
         mut data: Dataset,
         batch_size: usize,
         seed: u64,
-    ) -> Result<Driver> {
+    ) -> Result<Driver<B>> {
         let specs = session.data_specs();
         let notes = data.conform(&specs)?;
         let rows = data.rows();
@@ -138,7 +139,7 @@ impl Driver {
         })
     }
 
-    pub fn session(&self) -> &TrainSession {
+    pub fn session(&self) -> &TrainSession<B> {
         &self.session
     }
 
@@ -192,7 +193,7 @@ impl Driver {
     }
 }
 
-fn contract_fingerprint(session: &TrainSession) -> String {
+fn contract_fingerprint<B: Backend>(session: &TrainSession<B>) -> String {
     fingerprint(&serde_json::to_string(session.contract()).unwrap_or_default())
 }
 
@@ -249,12 +250,13 @@ pub struct Summary {
     pub notes: Vec<String>,
 }
 
-/// A configured training run, validated and ready to start.
-pub struct Trainer {
+/// A configured training run, validated and ready to start, on ONNX Runtime unless another
+/// backend is named (`Trainer::<TractBackend>::with_backend`, cargo feature `tract`).
+pub struct Trainer<B: Backend = OrtBackend> {
     config: TrainConfig,
     run_dir: PathBuf,
-    driver: Driver,
-    eval: Option<(EvalSession, Dataset)>,
+    driver: Driver<B>,
+    eval: Option<(EvalSession<B>, Dataset)>,
     metrics: MetricsLog,
     total_steps: u64,
     epoch: u64,
@@ -269,9 +271,16 @@ fn run_dir_err(path: &Path, message: impl Into<String>) -> RuntimeError {
 }
 
 impl Trainer {
-    /// Validates everything (run directory, model, device, data, eval graph, checkpoint) before
-    /// any training, and prepares the run directory.
+    /// A training run on ONNX Runtime: see [`Trainer::with_backend`].
     pub fn new(config: TrainConfig) -> Result<Trainer> {
+        Trainer::with_backend(config)
+    }
+}
+
+impl<B: Backend> Trainer<B> {
+    /// Validates everything (run directory, model, device, data, eval graph, checkpoint) before
+    /// any training, and prepares the run directory; the graphs run on backend `B`.
+    pub fn with_backend(config: TrainConfig) -> Result<Trainer<B>> {
         for (flag, v) in [
             ("--eval-every", config.eval_every),
             ("--checkpoint-every", config.checkpoint_every),
@@ -289,7 +298,7 @@ impl Trainer {
         let run_dir = choose_run_dir(&config)?;
         let resume = config.resume.is_some();
 
-        let session = TrainSession::open(&config.model, &config.options)?;
+        let session = TrainSession::open_with_backend(&config.model, &config.options)?;
         let data = Dataset::load(&config.data)?;
         let mut driver = Driver::new(session, data, config.batch_size, config.seed)?;
         let mut notes = driver.notes().to_vec();
@@ -588,11 +597,11 @@ fn check_writable(dir: &Path) -> Result<()> {
         .map_err(|e| run_dir_err(dir, format!("is not writable: {e}")))
 }
 
-fn check_resume(
+fn check_resume<B: Backend>(
     dir: &Path,
     now: &RunInfo,
     ckpt: &Checkpoint,
-    session: &TrainSession,
+    session: &TrainSession<B>,
 ) -> Result<()> {
     if ckpt.contract_fingerprint != contract_fingerprint(session) {
         return Err(run_dir_err(

@@ -311,6 +311,7 @@ fn run(cli: Cli) -> Result<()> {
 }
 
 fn main() {
+    gen_compile::quiet_on_closed_pipe();
     let cli = Cli::parse();
     if let Err(e) = run(cli) {
         eprintln!("gen-compile: error: {e:#}");

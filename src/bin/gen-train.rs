@@ -1,5 +1,6 @@
 //! `gen-train TRAIN.onnx --data TRAIN.npz --batch-size N (--epochs N | --steps N)`: runs a
-//! gen-compile training-step graph through ONNX Runtime (CPU or CUDA), with a progress bar,
+//! gen-compile training-step graph through ONNX Runtime (CPU or CUDA) or, with `--backend tract`
+//! (cargo feature `tract`), through tract on the CPU, with a progress bar,
 //! metrics, plots, checkpoints and the trained inference model in the run directory.
 //! `gen-train bench A.onnx B.onnx ...` times two train graphs side by side. See docs/RUNTIME.md.
 
@@ -10,10 +11,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use anyhow::{Context as _, Result};
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use gen_runtime::{
-    bench_worker, run_bench, BenchConfig, Device, Length, MetricsRecord, Observer, RunStart, Scale,
-    SessionSettings, Summary, TrainConfig, TrainOptions, Trainer,
+    bench_worker, run_bench, Backend, BenchConfig, Device, Length, MetricsRecord, Observer,
+    OrtBackend, RunStart, Scale, SessionSettings, Summary, TrainConfig, TrainOptions, Trainer,
 };
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -90,9 +91,19 @@ struct TrainArgs {
     /// Override the graph's GeN period
     #[arg(long, value_name = "N")]
     lazy_freq: Option<u64>,
+    /// Library that runs the graphs: ort (ONNX Runtime) or tract (pure Rust, CPU only; needs a
+    /// gen-train built with the `tract` cargo feature)
+    #[arg(long, value_enum, default_value_t = BackendArg::Ort)]
+    backend: BackendArg,
     /// No progress bar
     #[arg(long)]
     quiet: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum BackendArg {
+    Ort,
+    Tract,
 }
 
 #[derive(Args, Debug)]
@@ -164,6 +175,7 @@ struct WorkerArgs {
 }
 
 fn main() -> ExitCode {
+    gen_compile::quiet_on_closed_pipe();
     let cli = Cli::parse();
     let result = match cli.command {
         Some(Command::Bench(args)) => bench(args),
@@ -187,9 +199,8 @@ fn train(args: TrainArgs) -> Result<ExitCode> {
         (None, Some(s)) => Length::Steps(s),
         _ => anyhow::bail!("give exactly one of --epochs and --steps"),
     };
-    let device = args.runtime.device;
     let config = TrainConfig {
-        model: model.clone(),
+        model,
         data,
         eval_data: args.eval_data,
         batch_size,
@@ -203,8 +214,31 @@ fn train(args: TrainArgs) -> Result<ExitCode> {
         stop_after: args.stop_after,
         options: args.runtime.options(args.lazy_freq),
     };
-    let mut trainer =
-        Trainer::new(config).with_context(|| format!("cannot train {}", model.display()))?;
+    match args.backend {
+        BackendArg::Ort => train_on::<OrtBackend>(config, args.quiet),
+        BackendArg::Tract => train_on_tract(config, args.quiet),
+    }
+}
+
+#[cfg(feature = "tract")]
+fn train_on_tract(config: TrainConfig, quiet: bool) -> Result<ExitCode> {
+    train_on::<gen_runtime::TractBackend>(config, quiet)
+}
+
+#[cfg(not(feature = "tract"))]
+fn train_on_tract(_config: TrainConfig, _quiet: bool) -> Result<ExitCode> {
+    anyhow::bail!(
+        "--backend tract: this gen-train was built without the tract backend; rebuild it with the \
+         `tract` cargo feature: cargo build --release --features tract"
+    )
+}
+
+/// Trains with `config` on backend `B`, with progress, Ctrl-C handling and the summary.
+fn train_on<B: Backend>(config: TrainConfig, quiet: bool) -> Result<ExitCode> {
+    let model = config.model.clone();
+    let device = config.options.session.device;
+    let mut trainer = Trainer::<B>::with_backend(config)
+        .with_context(|| format!("cannot train {}", model.display()))?;
 
     let stop = Arc::new(AtomicBool::new(false));
     let flag = Arc::clone(&stop);
@@ -218,7 +252,7 @@ fn train(args: TrainArgs) -> Result<ExitCode> {
     })
     .context("installing the Ctrl-C handler")?;
 
-    let mut progress = Progress::new(args.quiet);
+    let mut progress = Progress::new(quiet);
     let summary = trainer
         .run(&mut progress, &stop)
         .with_context(|| format!("training {} stopped", model.display()))?;

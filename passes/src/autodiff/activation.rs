@@ -1,5 +1,6 @@
-//! Gradients of activations: Relu, LeakyRelu, PRelu, Elu, Sigmoid, HardSigmoid, HardSwish,
-//! Tanh, Softplus, Erf, Gelu (exact and tanh approximation), Softmax and LogSoftmax.
+//! Gradients of activations: Relu, LeakyRelu, PRelu, Elu, Selu, Celu, Sigmoid, HardSigmoid,
+//! HardSwish, Tanh, Softplus, Softsign, Mish, Erf, Gelu (exact and tanh approximation), Softmax
+//! and LogSoftmax.
 //! Opsets 13+ (Softmax/LogSoftmax over one axis). At kinks the gradient follows PyTorch:
 //! Relu passes nothing at 0, LeakyRelu/PRelu/Elu use the negative branch at 0.
 
@@ -49,6 +50,55 @@ pub(super) fn elu(cx: &mut GradCx) -> GradResult {
     let d = cx.b.add(y, a);
     let neg = cx.b.mul(dy, d);
     Ok(vec![Some(cx.b.where_(m, dy, neg))])
+}
+
+/// y = γ·(x > 0 ? x : α(eˣ − 1)); for x <= 0, dy/dx = y + γα.
+pub(super) fn selu(cx: &mut GradCx) -> GradResult {
+    let (x, y, dy) = (cx.x(0)?, cx.y(0)?, cx.dy0()?);
+    let alpha = cx.float("alpha", 1.673_263_2) as f64;
+    let gamma = cx.float("gamma", 1.050_701) as f64;
+    let m = cx.b.positive(x);
+    let pos = cx.b.scale(dy, gamma);
+    let ga = cx.b.scalar_like(y, gamma * alpha);
+    let d = cx.b.add(y, ga);
+    let neg = cx.b.mul(dy, d);
+    Ok(vec![Some(cx.b.where_(m, pos, neg))])
+}
+
+/// y = max(0, x) + min(0, α(e^(x/α) − 1)): dy/dx = 1 for x > 0, e^(x/α) otherwise.
+pub(super) fn celu(cx: &mut GradCx) -> GradResult {
+    let (x, dy) = (cx.x(0)?, cx.dy0()?);
+    let alpha = cx.float("alpha", 1.0) as f64;
+    let m = cx.b.positive(x);
+    let xa = cx.b.scale(x, 1.0 / alpha);
+    let e = cx.b.unary(Op::Exp, xa);
+    let neg = cx.b.mul(dy, e);
+    Ok(vec![Some(cx.b.where_(m, dy, neg))])
+}
+
+/// y = x / (1 + |x|): dy/dx = 1 / (1 + |x|)².
+pub(super) fn softsign(cx: &mut GradCx) -> GradResult {
+    let (x, dy) = (cx.x(0)?, cx.dy0()?);
+    let a = cx.b.unary(Op::Abs, x);
+    let one = cx.b.scalar_like(x, 1.0);
+    let d = cx.b.add(one, a);
+    let dd = cx.b.mul(d, d);
+    Ok(vec![Some(cx.b.div(dy, dd))])
+}
+
+/// y = x·tanh(softplus(x)): dy/dx = t + x·(1 − t²)·sigmoid(x) with t = tanh(softplus(x)).
+pub(super) fn mish(cx: &mut GradCx) -> GradResult {
+    let (x, dy) = (cx.x(0)?, cx.dy0()?);
+    let sp = cx.b.unary(Op::Softplus, x);
+    let t = cx.b.unary(Op::Tanh, sp);
+    let s = cx.b.unary(Op::Sigmoid, x);
+    let one = cx.b.scalar_like(x, 1.0);
+    let tt = cx.b.mul(t, t);
+    let sech2 = cx.b.sub(one, tt);
+    let xs = cx.b.mul(x, s);
+    let r = cx.b.mul(xs, sech2);
+    let d = cx.b.add(t, r);
+    Ok(vec![Some(cx.b.mul(dy, d))])
 }
 
 pub(super) fn sigmoid(cx: &mut GradCx) -> GradResult {

@@ -15,7 +15,7 @@ use super::ext::BuilderExt;
 use super::{GradCx, GradError, GradResult};
 use crate::ir::infer::infer_and_store;
 use crate::ir::Op;
-use crate::ir::{Attr, DType, Tensor, TensorData, Type, ValueDef, ValueId};
+use crate::ir::{Attr, DType, Tensor, Type, ValueDef, ValueId};
 
 /// The sliding-window attributes of a conv/pool node, auto_pad resolved to explicit pads.
 struct Window {
@@ -128,8 +128,8 @@ fn kernel_of(cx: &GradCx, w: Option<ValueId>) -> Result<Vec<i64>, GradError> {
     Ok(dims[2..].to_vec())
 }
 
-/// Sum over the batch and spatial axes (a bias gradient).
-fn bias_grad(cx: &mut GradCx, dy: ValueId) -> Result<ValueId, GradError> {
+/// Sum over the batch and spatial axes (a bias or per-channel parameter gradient).
+pub(super) fn bias_grad(cx: &mut GradCx, dy: ValueId) -> Result<ValueId, GradError> {
     let r = cx.rank(dy)?;
     let axes: Vec<i64> = std::iter::once(0).chain(2..r as i64).collect();
     Ok(cx.b.reduce_sum(dy, &axes, false))
@@ -291,13 +291,8 @@ fn add_indices_output(cx: &mut GradCx) -> Result<ValueId, GradError> {
 
 /// A tensor of ones of `dtype` and `dims`.
 fn ones(dtype: DType, dims: &[i64]) -> Tensor {
-    let one = Tensor::scalar(dtype, 1.0);
     let n = dims.iter().product::<i64>() as usize;
-    Tensor {
-        dtype: one.dtype,
-        dims: dims.to_vec(),
-        data: TensorData::Raw(one.raw().unwrap_or_default().repeat(n)),
-    }
+    Tensor::from_f64_as(dtype, dims, &vec![1.0; n])
 }
 
 /// dX = ConvTranspose(dY / divisor) with a depthwise kernel of ones. The divisor is the kernel

@@ -1,8 +1,9 @@
 //! Gradients of indexing: Gather (embeddings; any axis, scalar or tensor indices, negative
-//! indices), GatherElements, GatherND (batch_dims 0).
+//! indices), GatherElements, GatherND (batch_dims 0), TopK (the values), ScatterElements and
+//! ScatterND (reduction none or add).
 //! Opsets 16+: the gradient scatters dY into zeros with ScatterND / ScatterElements and
-//! reduction="add", so repeated indices (a token id used twice) accumulate. Indices are
-//! stop-gradient.
+//! reduction="add", so repeated indices (a token id used twice) accumulate; a scatter's
+//! gradient gathers dY at the written positions. Indices are stop-gradient.
 
 use super::ext::BuilderExt;
 use super::{norm_axis, GradCx, GradError, GradResult};
@@ -98,4 +99,68 @@ pub(super) fn gather_nd(cx: &mut GradCx) -> GradResult {
     let sc =
         cx.b.op(Op::ScatterND, &[zeros, idx, dy], vec![add_reduction()]);
     Ok(vec![Some(sc), None])
+}
+
+/// dX: the values' gradient scattered to the positions TopK took them from (distinct along
+/// the axis, so a plain scatter).
+pub(super) fn top_k(cx: &mut GradCx) -> GradResult {
+    let (x, dy) = (cx.x(0)?, cx.dy0()?);
+    let idx = cx.y(1)?;
+    let axis = norm_axis(cx.int("axis", -1), cx.rank(x)?)? as i64;
+    let zeros = cx.b.fill_like(x, 0.0);
+    let g = cx.b.op(
+        Op::ScatterElements,
+        &[zeros, idx, dy],
+        vec![("axis", Attr::Int(axis))],
+    );
+    Ok(vec![Some(g), None])
+}
+
+/// The reduction of a scatter node: "none" (written positions take the updates) or "add".
+fn scatter_overwrites(cx: &GradCx) -> Result<bool, GradError> {
+    match cx.str_attr("reduction", "none").as_str() {
+        "none" => Ok(true),
+        "add" => Ok(false),
+        other => Err(GradError::Unsupported(format!("reduction '{other}'"))),
+    }
+}
+
+/// Y = data with updates written (or added) at indices along an axis: dData = dY (zeroed where
+/// overwritten), dUpdates = dY gathered at the indices.
+pub(super) fn scatter_elements(cx: &mut GradCx) -> GradResult {
+    let (idx, upd, dy) = (cx.x(1)?, cx.x(2)?, cx.dy0()?);
+    let axis = vec![("axis", Attr::Int(cx.int("axis", 0)))];
+    let overwrite = scatter_overwrites(cx)?;
+    let mut out = vec![None; 3];
+    if cx.needs(0) {
+        out[0] = Some(if overwrite {
+            let z = cx.b.fill_like(upd, 0.0);
+            cx.b.op(Op::ScatterElements, &[dy, idx, z], axis.clone())
+        } else {
+            dy
+        });
+    }
+    if cx.needs(2) {
+        out[2] = Some(cx.b.op(Op::GatherElements, &[dy, idx], axis));
+    }
+    Ok(out)
+}
+
+/// ScatterND: as ScatterElements with GatherND reading the updates' gradient.
+pub(super) fn scatter_nd(cx: &mut GradCx) -> GradResult {
+    let (idx, upd, dy) = (cx.x(1)?, cx.x(2)?, cx.dy0()?);
+    let overwrite = scatter_overwrites(cx)?;
+    let mut out = vec![None; 3];
+    if cx.needs(0) {
+        out[0] = Some(if overwrite {
+            let z = cx.b.fill_like(upd, 0.0);
+            cx.b.op(Op::ScatterND, &[dy, idx, z], vec![])
+        } else {
+            dy
+        });
+    }
+    if cx.needs(2) {
+        out[2] = Some(cx.b.op(Op::GatherND, &[dy, idx], vec![]));
+    }
+    Ok(out)
 }

@@ -1,10 +1,12 @@
 //! Gradients of matrix products: MatMul (numpy semantics: 1-D operands, batched and broadcast
-//! batch dimensions) and Gemm (transA/transB, alpha, beta, broadcast C).
+//! batch dimensions), Gemm (transA/transB, alpha, beta, broadcast C) and Einsum (any number of
+//! operands, explicit or implicit output, ellipsis; no index repeated within one operand).
 //! Opsets 13+. A 2-D weight multiplied by a batched activation gets its gradient as one 2-D
 //! product over the flattened batch (no [batch, k, n] intermediate).
 
 use super::ext::BuilderExt;
-use super::{GradCx, GradResult};
+use super::{GradCx, GradError, GradResult};
+use crate::ir::einsum::Equation;
 use crate::ir::{Attr, Builder, Op, ValueId};
 
 /// A = [.., m, k] @ B = [.., k, n]: dA = dY Bᵀ, dB = Aᵀ dY, each summed over broadcast batch
@@ -115,4 +117,57 @@ pub(super) fn gemm(cx: &mut GradCx) -> GradResult {
         out[2] = Some(cx.unbroadcast(g, 2)?);
     }
     Ok(out)
+}
+
+/// The gradient of operand i is the einsum of dY with the other operands whose output term is
+/// operand i's letters, except letters only operand i has (axes it sums on its own): those are
+/// restored by broadcasting. Size-1 axes that broadcast are summed back.
+pub(super) fn einsum(cx: &mut GradCx) -> GradResult {
+    let dy = cx.dy0()?;
+    let n = cx.node.inputs.len();
+    let xs: Vec<ValueId> = (0..n).map(|i| cx.x(i)).collect::<Result<_, _>>()?;
+    let text = cx
+        .node
+        .attr_str("equation")
+        .ok_or_else(|| GradError::Missing("attribute equation".into()))?
+        .to_string();
+    let ranks: Vec<Option<usize>> = xs.iter().map(|&x| cx.b.rank(x)).collect();
+    let eq = Equation::parse(&text, &ranks).map_err(|e| GradError::Unsupported(format!("{e}")))?;
+    let repeated = |t: &[char]| t.iter().enumerate().any(|(k, c)| t[..k].contains(c));
+    if eq.inputs.iter().any(|t| repeated(t)) {
+        return Err(GradError::Unsupported(format!(
+            "einsum '{text}' with an index repeated within one operand (a diagonal)"
+        )));
+    }
+    let out_term: String = eq.output.iter().collect();
+    let mut grads = vec![None; n];
+    let wanted: Vec<usize> = (0..n).filter(|&i| cx.needs(i)).collect();
+    for i in wanted {
+        let others: Vec<usize> = (0..n).filter(|&j| j != i).collect();
+        let known =
+            |c: &char| eq.output.contains(c) || others.iter().any(|&j| eq.inputs[j].contains(c));
+        let target: Vec<char> = eq.inputs[i].iter().copied().filter(known).collect();
+        let terms: Vec<String> = std::iter::once(out_term.clone())
+            .chain(others.iter().map(|&j| eq.inputs[j].iter().collect()))
+            .collect();
+        let equation = format!("{}->{}", terms.join(","), target.iter().collect::<String>());
+        let operands: Vec<ValueId> = std::iter::once(dy)
+            .chain(others.iter().map(|&j| xs[j]))
+            .collect();
+        let mut g = cx.b.op(
+            Op::Einsum,
+            &operands,
+            vec![("equation", Attr::String(equation.into_bytes()))],
+        );
+        if target.len() < eq.inputs[i].len() {
+            let own: Vec<i64> = (0..eq.inputs[i].len())
+                .filter(|&k| !known(&eq.inputs[i][k]))
+                .map(|k| k as i64)
+                .collect();
+            let u = cx.b.unsqueeze(g, &own);
+            g = cx.b.expand_like(u, xs[i]);
+        }
+        grads[i] = Some(cx.unbroadcast(g, i)?);
+    }
+    Ok(grads)
 }

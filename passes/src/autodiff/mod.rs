@@ -26,6 +26,7 @@ mod norm;
 pub mod opset;
 mod reduce;
 mod registry;
+mod resample;
 mod shape;
 
 pub use registry::{is_stop_input, registered_ops};
@@ -258,13 +259,14 @@ pub(crate) fn norm_axis(axis: i64, rank: usize) -> Result<usize, GradError> {
     }
 }
 
-/// Whether a value can carry a gradient: a float tensor, or a value of unknown or non-tensor
-/// type (a sequence): treated as differentiable so an operator without a rule on the path is
-/// reported, never skipped.
+/// Whether a value can carry a gradient: a float tensor, or a value of unknown type, unknown
+/// element type (downstream of an operator inference does not know, such as LSTM) or
+/// non-tensor type (a sequence): treated as differentiable so an operator without a rule on
+/// the path is reported, never skipped.
 fn carries_gradient(g: &Graph, v: ValueId) -> bool {
     match g.ty(v) {
         Type::Unknown | Type::Opaque(_) => true,
-        t => t.dtype().is_some_and(DType::is_float),
+        t => t.dtype().is_none_or(DType::is_float),
     }
 }
 
@@ -377,6 +379,25 @@ pub fn differentiate(
         .collect();
     let wrt_names: Vec<String> = wrt.iter().map(|&w| g.name(w).to_string()).collect();
     let wrt_set: HashSet<ValueId> = wrt.iter().copied().collect();
+    // the parameter whose gradient flows through node n (for error messages)
+    let param_through = |g: &Graph, n: NodeId| {
+        differentiable_uses(g, n)
+            .iter()
+            .find_map(|&(_, v)| origin.get(&v).map(|&p| wrt_names[p].clone()))
+            .unwrap_or_default()
+    };
+    // every operator on the path needs a rule; the first one without (in forward order) is
+    // the real blocker, whatever the rules after it would say about the values it produces
+    let rules: Vec<registry::Rule> = needed
+        .iter()
+        .map(|&n| {
+            registry::rule(&g.node(n).op).ok_or_else(|| AutodiffError::NoRule {
+                op: g.node(n).op.to_string(),
+                node: g.node(n).label(n),
+                param: param_through(g, n),
+            })
+        })
+        .collect::<Result<_, _>>()?;
 
     let mut b = Builder::new(g, opset, "grad/");
     let mut acc: HashMap<ValueId, Vec<ValueId>> = HashMap::new();
@@ -387,7 +408,7 @@ pub fn differentiate(
     };
     acc.insert(loss, vec![seed]);
 
-    for &n in needed.iter().rev() {
+    for (&n, rule) in needed.iter().zip(rules).rev() {
         let node = b.g.node(n).clone();
         let outs: Vec<Option<ValueId>> = node.outputs.clone();
         let mut dy = Vec::with_capacity(outs.len());
@@ -406,19 +427,9 @@ pub fn differentiate(
         }
         let uses = differentiable_uses(b.g, n);
         let param_of = |v: ValueId| origin.get(&v).map(|&p| wrt_names[p].clone());
-        let param = uses
-            .iter()
-            .find_map(|&(_, v)| param_of(v))
-            .unwrap_or_default();
+        let param = param_through(b.g, n);
         let label = node.label(n);
         let op = node.op.to_string();
-        let Some(rule) = registry::rule(&node.op) else {
-            return Err(AutodiffError::NoRule {
-                op,
-                node: label,
-                param,
-            });
-        };
         let mut need = vec![false; node.inputs.len()];
         for &(slot, v) in &uses {
             match slot {

@@ -4,12 +4,12 @@
 //! their outputs never depend differentiably on anything.
 
 use super::{
-    activation as act, conv, elementwise as ew, gather, linalg, losses, norm, reduce, shape,
-    GradCx, GradResult,
+    activation as act, conv, elementwise as ew, gather, linalg, losses, norm, reduce, resample,
+    shape, GradCx, GradResult,
 };
 use crate::ir::Op;
 
-type Rule = for<'a, 'b, 'g> fn(&'a mut GradCx<'b, 'g>) -> GradResult;
+pub(super) type Rule = for<'a, 'b, 'g> fn(&'a mut GradCx<'b, 'g>) -> GradResult;
 
 /// (operator, gradient rule, inputs that never carry a gradient)
 static RULES: &[(Op, Rule, &[usize])] = &[
@@ -42,6 +42,10 @@ static RULES: &[(Op, Rule, &[usize])] = &[
     (Op::LeakyRelu, act::leaky_relu, &[]),
     (Op::PRelu, act::prelu, &[]),
     (Op::Elu, act::elu, &[]),
+    (Op::Selu, act::selu, &[]),
+    (Op::Celu, act::celu, &[]),
+    (Op::Softsign, act::softsign, &[]),
+    (Op::Mish, act::mish, &[]),
     (Op::Sigmoid, act::sigmoid, &[]),
     (Op::HardSigmoid, act::hard_sigmoid, &[]),
     (Op::HardSwish, act::hard_swish, &[]),
@@ -54,6 +58,7 @@ static RULES: &[(Op, Rule, &[usize])] = &[
     // matrix products (linalg.rs)
     (Op::MatMul, linalg::matmul, &[]),
     (Op::Gemm, linalg::gemm, &[]),
+    (Op::Einsum, linalg::einsum, &[]),
     // convolution and pooling (conv.rs)
     (Op::Conv, conv::conv, &[]),
     (Op::ConvTranspose, conv::conv_transpose, &[]),
@@ -64,6 +69,8 @@ static RULES: &[(Op, Rule, &[usize])] = &[
     // normalization (norm.rs); running statistics are state, not differentiated
     (Op::LayerNormalization, norm::layer_norm, &[]),
     (Op::BatchNormalization, norm::batch_norm, &[3, 4]),
+    (Op::InstanceNormalization, norm::instance_norm, &[]),
+    (Op::GroupNormalization, norm::group_norm, &[]),
     // reductions (reduce.rs); the axes input is an index input
     (Op::ReduceSum, reduce::sum, &[1]),
     (Op::ReduceMean, reduce::mean, &[1]),
@@ -82,15 +89,21 @@ static RULES: &[(Op, Rule, &[usize])] = &[
     (Op::Expand, shape::expand, &[1]),
     (Op::Tile, shape::tile, &[1]),
     (Op::Pad, shape::pad, &[1, 2, 3]),
+    (Op::Resize, resample::resize, &[1, 2, 3]),
     (Op::Concat, shape::concat, &[]),
     (Op::Split, shape::split, &[1]),
     (Op::Slice, shape::slice, &[1, 2, 3, 4]),
     (Op::Trilu, shape::trilu, &[1]),
     (Op::CumSum, shape::cumsum, &[1]),
+    (Op::DepthToSpace, shape::depth_to_space, &[]),
+    (Op::SpaceToDepth, shape::space_to_depth, &[]),
     // indexing (gather.rs)
     (Op::Gather, gather::gather, &[1]),
     (Op::GatherElements, gather::gather_elements, &[1]),
     (Op::GatherND, gather::gather_nd, &[1]),
+    (Op::TopK, gather::top_k, &[1]),
+    (Op::ScatterElements, gather::scatter_elements, &[1]),
+    (Op::ScatterND, gather::scatter_nd, &[1]),
     // losses (losses.rs); labels and class weights are data
     (
         Op::SoftmaxCrossEntropyLoss,

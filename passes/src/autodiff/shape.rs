@@ -1,12 +1,14 @@
 //! Gradients of shape and data-movement operators: Reshape, Flatten, Squeeze, Unsqueeze
 //! (reshape back), Transpose (inverse permutation), Expand (sum back), Tile, Pad (constant
-//! mode: crop with negative pads), Concat (Split), Split (Concat, zeros for unused outputs),
+//! mode: crop with negative pads; reflect/edge/wrap: resample.rs), Concat (Split), Split (Concat, zeros for unused outputs),
 //! Slice (Pad for unit steps on known sizes, else a scatter of dY to the sliced indices),
-//! Trilu (same mask), CumSum (cumulative sum in the other direction).
+//! Trilu (same mask), CumSum (cumulative sum in the other direction), DepthToSpace and
+//! SpaceToDepth (the inverse rearrangement).
 //! Opsets 13+ (axes, splits, pads, slice parameters as inputs; Shape start/end needs 15).
 //! Shape-like inputs are stop-gradient; they may be dynamic except Slice's axes.
 
 use super::ext::BuilderExt;
+use super::resample::pad_indexed;
 use super::{norm_axis, GradCx, GradError, GradResult};
 use crate::ir::{Attr, Op, ValueId};
 
@@ -54,11 +56,13 @@ pub(super) fn tile(cx: &mut GradCx) -> GradResult {
     Ok(vec![Some(cx.b.reduce_sum(d, &axes, false))])
 }
 
-/// Constant-mode Pad: dX = Pad(dY, -pads), a crop.
+/// Constant-mode Pad: dX = Pad(dY, -pads), a crop. The other modes read input elements more
+/// than once: resample.rs.
 pub(super) fn pad(cx: &mut GradCx) -> GradResult {
-    let mode = cx.str_attr("mode", "constant");
-    if mode != "constant" {
-        return Err(GradError::Unsupported(format!("Pad mode '{mode}'")));
+    match cx.str_attr("mode", "constant").as_str() {
+        "constant" => {}
+        mode @ ("reflect" | "edge" | "wrap") => return pad_indexed(cx, mode),
+        mode => return Err(GradError::Unsupported(format!("Pad mode '{mode}'"))),
     }
     let (pads, dy) = (cx.x(1)?, cx.dy0()?);
     let neg = cx.b.neg(pads);
@@ -242,4 +246,37 @@ pub(super) fn cumsum(cx: &mut GradCx) -> GradResult {
         ("reverse", Attr::Int((cx.int("reverse", 0) == 0) as i64)),
     ];
     Ok(vec![Some(cx.b.op(Op::CumSum, &[dy, axis], attrs))])
+}
+
+/// DCR mode is undone by SpaceToDepth; CRD through its reshape/transpose form, inverted:
+/// x [N, C, H, W] → [N, C/b², b, b, H, W] → perm (0, 1, 4, 2, 5, 3) → [N, C/b², H·b, W·b].
+pub(super) fn depth_to_space(cx: &mut GradCx) -> GradResult {
+    let (x, dy) = (cx.x(0)?, cx.dy0()?);
+    let b = cx
+        .node
+        .attr_int("blocksize")
+        .ok_or_else(|| GradError::Missing("attribute blocksize".into()))?;
+    if cx.str_attr("mode", "DCR") == "DCR" {
+        let attrs = vec![("blocksize", Attr::Int(b))];
+        return Ok(vec![Some(cx.b.op(Op::SpaceToDepth, &[dy], attrs))]);
+    }
+    let (c, h, w) = (cx.dim(x, 1)?, cx.dim(x, 2)?, cx.dim(x, 3)?);
+    let split = cx.b.ints(&[0, c / (b * b), h, b, w, b]);
+    let d6 = cx.b.reshape(dy, split);
+    let t = cx.b.transpose(d6, &[0, 1, 3, 5, 2, 4]);
+    Ok(vec![Some(cx.b.reshape_like(t, x))])
+}
+
+/// SpaceToDepth is undone by DepthToSpace in DCR mode.
+pub(super) fn space_to_depth(cx: &mut GradCx) -> GradResult {
+    let dy = cx.dy0()?;
+    let b = cx
+        .node
+        .attr_int("blocksize")
+        .ok_or_else(|| GradError::Missing("attribute blocksize".into()))?;
+    let attrs = vec![
+        ("blocksize", Attr::Int(b)),
+        ("mode", Attr::String(b"DCR".to_vec())),
+    ];
+    Ok(vec![Some(cx.b.op(Op::DepthToSpace, &[dy], attrs))])
 }

@@ -1,6 +1,7 @@
 //! The compiler's intermediate representation.
 
 mod builder;
+pub mod einsum;
 mod graph;
 pub mod infer;
 mod ops;

@@ -297,6 +297,22 @@ impl Tensor {
         }
     }
 
+    /// A tensor of `dtype` (as `Tensor::scalar` converts) holding `values`.
+    pub fn from_f64_as(dtype: DType, dims: &[i64], values: &[f64]) -> Tensor {
+        let mut raw = Vec::with_capacity(values.len() * dtype.bits().div_ceil(8));
+        let mut out_dtype = dtype;
+        for &v in values {
+            let t = Tensor::scalar(dtype, v);
+            out_dtype = t.dtype;
+            raw.extend_from_slice(t.raw().unwrap_or_default());
+        }
+        Tensor {
+            dtype: out_dtype,
+            dims: dims.to_vec(),
+            data: TensorData::Raw(raw),
+        }
+    }
+
     /// A scalar of a float type holding `v` (f32, f64, f16 or bf16), or an integer type.
     pub fn scalar(dtype: DType, v: f64) -> Tensor {
         let raw = match dtype {

@@ -6,8 +6,8 @@
 //! a fixed point; training passes run once, in the order their comments give.
 
 pub mod constfold;
-pub mod cse;
 pub mod contract;
+pub mod cse;
 pub mod dce;
 pub mod eval;
 pub mod gen;
