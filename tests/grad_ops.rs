@@ -179,6 +179,21 @@ fn cases() -> Vec<Case> {
             |b, v| b.add(v[0], v[1]),
         ),
         case(
+            // u = a[0:batch] and t = w[0:batch] both have an unknown first dim (t's is 1 at
+            // run time): t's gradient must be summed over the batch although the static shapes
+            // look alike
+            "add_unknown_dim_broadcast",
+            F64,
+            vec![x("a", &[4, 3]).sym(), x("w", &[1, 3])],
+            |b, v| {
+                let n = b.op(Op::Shape, &[v[0]], vec![("end", Attr::Int(1))]);
+                let zero = i64s(b, &[1], &[0]);
+                let u = op(b, Slice, &[v[0], zero, n, zero], vec![]);
+                let t = op(b, Slice, &[v[1], zero, n, zero], vec![]);
+                b.add(u, t)
+            },
+        ),
+        case(
             "sub_both_broadcast",
             F64,
             vec![x("a", &[2, 1, 3]), x("b", &[4, 1])],
@@ -311,7 +326,12 @@ fn cases() -> Vec<Case> {
         case("softsign", F32, vec![away("a", &[2, 3])], |b, v| {
             b.unary(Softsign, v[0])
         }),
-        case("mish", F32, vec![x("a", &[2, 3])], |b, v| b.unary(Mish, v[0])),
+        at_opset(
+            case("mish", F32, vec![x("a", &[2, 3])], |b, v| {
+                b.unary(Mish, v[0])
+            }),
+            18,
+        ),
         case("sigmoid", F64, vec![x("a", &[2, 3])], |b, v| {
             b.unary(Sigmoid, v[0])
         }),
@@ -624,6 +644,43 @@ fn cases() -> Vec<Case> {
             },
         ),
         case(
+            "average_pool_ceil_exclude_pad",
+            F32,
+            vec![x("x", &[1, 2, 6, 5])],
+            |b, v| {
+                op(
+                    b,
+                    AveragePool,
+                    &[v[0]],
+                    vec![
+                        ("kernel_shape", ints_attr(&[3, 2])),
+                        ("strides", ints_attr(&[2, 2])),
+                        ("pads", ints_attr(&[1, 0, 1, 0])),
+                        ("ceil_mode", Attr::Int(1)),
+                    ],
+                )
+            },
+        ),
+        case(
+            "average_pool_ceil_include_pad_sym",
+            F32,
+            vec![x("x", &[2, 2, 6, 5]).sym()],
+            |b, v| {
+                op(
+                    b,
+                    AveragePool,
+                    &[v[0]],
+                    vec![
+                        ("kernel_shape", ints_attr(&[3, 3])),
+                        ("strides", ints_attr(&[2, 2])),
+                        ("pads", ints_attr(&[1, 1, 1, 1])),
+                        ("count_include_pad", Attr::Int(1)),
+                        ("ceil_mode", Attr::Int(1)),
+                    ],
+                )
+            },
+        ),
+        case(
             "average_pool_plain_sym",
             F32,
             vec![x("x", &[2, 2, 4, 6]).sym()],
@@ -851,10 +908,15 @@ fn cases() -> Vec<Case> {
             let p = i64s(b, &[6], &[0, 1, 2, 0, 2, 1]);
             op(b, Pad, &[v[0], p], vec![("mode", s("reflect"))])
         }),
-        case("pad_edge_sym", F64, vec![x("x", &[2, 3, 4]).sym()], |b, v| {
-            let p = i64s(b, &[6], &[0, 2, 1, 0, 0, 3]);
-            op(b, Pad, &[v[0], p], vec![("mode", s("edge"))])
-        }),
+        case(
+            "pad_edge_sym",
+            F64,
+            vec![x("x", &[2, 3, 4]).sym()],
+            |b, v| {
+                let p = i64s(b, &[6], &[0, 2, 1, 0, 0, 3]);
+                op(b, Pad, &[v[0], p], vec![("mode", s("edge"))])
+            },
+        ),
         at_opset(
             case("pad_wrap_axes", F64, vec![x("x", &[3, 4])], |b, v| {
                 let p = i64s(b, &[2], &[2, 3]);
@@ -1056,16 +1118,27 @@ fn cases() -> Vec<Case> {
             ),
             18,
         ),
-        case("depth_to_space_dcr", F64, vec![x("x", &[2, 8, 2, 3]).sym()], |b, v| {
-            op(b, DepthToSpace, &[v[0]], vec![("blocksize", Attr::Int(2))])
-        }),
-        case("depth_to_space_crd", F64, vec![x("x", &[1, 8, 3, 2])], |b, v| {
-            let attrs = vec![("blocksize", Attr::Int(2)), ("mode", s("CRD"))];
-            op(b, DepthToSpace, &[v[0]], attrs)
-        }),
-        case("space_to_depth", F64, vec![x("x", &[2, 2, 4, 6])], |b, v| {
-            op(b, SpaceToDepth, &[v[0]], vec![("blocksize", Attr::Int(2))])
-        }),
+        case(
+            "depth_to_space_dcr",
+            F64,
+            vec![x("x", &[2, 8, 2, 3]).sym()],
+            |b, v| op(b, DepthToSpace, &[v[0]], vec![("blocksize", Attr::Int(2))]),
+        ),
+        case(
+            "depth_to_space_crd",
+            F64,
+            vec![x("x", &[1, 8, 3, 2])],
+            |b, v| {
+                let attrs = vec![("blocksize", Attr::Int(2)), ("mode", s("CRD"))];
+                op(b, DepthToSpace, &[v[0]], attrs)
+            },
+        ),
+        case(
+            "space_to_depth",
+            F64,
+            vec![x("x", &[2, 2, 4, 6])],
+            |b, v| op(b, SpaceToDepth, &[v[0]], vec![("blocksize", Attr::Int(2))]),
+        ),
         // ---- indexing ----
         case(
             "gather_embedding_repeats",
@@ -1103,11 +1176,16 @@ fn cases() -> Vec<Case> {
             let k = i64s(b, &[1], &[2]);
             b.node(Op::TopK, &[Some(v[0]), Some(k)], 2, vec![]).1[0]
         }),
-        case("topk_smallest_axis0_sym", F64, vec![x("x", &[4, 3]).sym()], |b, v| {
-            let k = i64s(b, &[1], &[3]);
-            let attrs = vec![("axis", Attr::Int(0)), ("largest", Attr::Int(0))];
-            b.node(Op::TopK, &[Some(v[0]), Some(k)], 2, attrs).1[0]
-        }),
+        case(
+            "topk_smallest_axis0_sym",
+            F64,
+            vec![x("x", &[4, 3]).sym()],
+            |b, v| {
+                let k = i64s(b, &[1], &[3]);
+                let attrs = vec![("axis", Attr::Int(0)), ("largest", Attr::Int(0))];
+                b.node(Op::TopK, &[Some(v[0]), Some(k)], 2, attrs).1[0]
+            },
+        ),
         case(
             "scatter_elements_overwrite",
             F64,
@@ -1147,7 +1225,12 @@ fn cases() -> Vec<Case> {
             vec![x("data", &[3, 2]), x("upd", &[3])],
             |b, v| {
                 let i = i64s(b, &[3, 2], &[0, 1, 2, 0, 0, 1]);
-                op(b, ScatterND, &[v[0], i, v[1]], vec![("reduction", s("add"))])
+                op(
+                    b,
+                    ScatterND,
+                    &[v[0], i, v[1]],
+                    vec![("reduction", s("add"))],
+                )
             },
         ),
         // ---- losses ----

@@ -193,3 +193,94 @@ fn verifier_names_the_node_that_breaks_an_invariant() {
     let e = verify(g).unwrap_err();
     assert!(e.to_string().contains(g.name(out)), "{e}");
 }
+
+/// What the TorchScript exporter writes for `F.pad` (pads built by ConstantOfShape, Concat,
+/// Reshape to [-1, 2], a reversing Slice, Transpose, Reshape, Cast), a `value_floats` Constant
+/// and a Concat of float Constants (Resize scales) fold; the `expand(-1)` idiom
+/// (Where(Equal(shape, -1), 1, shape)) over a symbolic batch keeps a static shape.
+#[test]
+fn exporter_constant_idioms_fold() {
+    use gen_passes::ir::{Attr, Builder, Graph, Model, Tensor, TensorType, Type};
+    let mut g = Graph::new("idioms");
+    let dims = vec![Dim::Sym("batch".into()), Dim::Fixed(3), Dim::Fixed(4)];
+    let x = g.add_input("x", Type::Tensor(TensorType::new(DType::F32, Some(dims))));
+    let mut b = Builder::new(&mut g, 17, "");
+    // F.pad(x, (1, 2)): pads [0, 0, 1, 0, 0, 2]
+    let given = b.ints(&[1, 2]);
+    let four = b.ints(&[4]);
+    let zeros = b.op(
+        Op::ConstantOfShape,
+        &[four],
+        vec![("value", Attr::Tensor(Tensor::from_i64(&[1], &[0])))],
+    );
+    let all = b.op(Op::Concat, &[given, zeros], vec![("axis", Attr::Int(0))]);
+    let pairs_shape = b.ints(&[-1, 2]);
+    let pairs = b.reshape(all, pairs_shape);
+    let (m1, lowest, ax0) = (b.ints(&[-1]), b.ints(&[i64::MIN]), b.ints(&[0]));
+    let reversed = b.op(Op::Slice, &[pairs, m1, lowest, ax0, m1], vec![]);
+    let t = b.transpose(reversed, &[1, 0]);
+    let flat = b.reshape(t, m1);
+    let pads = b.cast(flat, DType::I64);
+    let padded = b.op(
+        Op::Pad,
+        &[x, pads],
+        vec![("mode", Attr::String(b"reflect".to_vec()))],
+    );
+    // Resize scales: a value_floats Constant concatenated with another Constant
+    let ones = b.op(
+        Op::Constant,
+        &[],
+        vec![("value_floats", Attr::Floats(vec![1.0, 1.0]))],
+    );
+    let two = b.constant(Tensor::from_f32(&[1], &[2.0]));
+    let scales = b.op(Op::Concat, &[ones, two], vec![("axis", Attr::Int(0))]);
+    let (_, up) = b.node(
+        Op::Resize,
+        &[Some(padded), None, Some(scales)],
+        1,
+        vec![("mode", Attr::String(b"nearest".to_vec()))],
+    );
+    // x.expand(-1, 3, 7) with the batch read from the shape
+    let shape = b.shape_of(up[0]);
+    let minus = b.ints(&[-1, -1, -1]);
+    let is_minus = b.op(Op::Equal, &[shape, minus], vec![]);
+    let one = b.ints(&[1, 1, 1]);
+    let target = b.where_(is_minus, one, shape);
+    let y = b.expand(up[0], target);
+    g.outputs = vec![y];
+    let mut m = Model {
+        ir_version: 8,
+        graph: g,
+        ..Model::default()
+    };
+    m.opsets.insert(String::new(), 17);
+    let m = compile(
+        m,
+        Emit::Forward,
+        &CompileOptions::default(),
+        &Debug::default(),
+    )
+    .unwrap()
+    .model;
+    let g = &m.graph;
+    let ops: Vec<&Op> = g.order().iter().map(|&n| &g.node(n).op).collect();
+    for gone in [Op::Slice, Op::Transpose, Op::Concat, Op::ConstantOfShape] {
+        assert!(!ops.contains(&&gone), "{gone} should fold: {ops:?}");
+    }
+    let dims = |v| g.ty(v).shape().unwrap().to_vec();
+    let pad_out = g
+        .order()
+        .iter()
+        .find(|&&n| g.node(n).op == Op::Pad)
+        .and_then(|&n| g.node(n).output(0))
+        .expect("Pad survives");
+    let batch = Dim::Sym("batch".into());
+    assert_eq!(
+        dims(pad_out),
+        vec![batch.clone(), Dim::Fixed(3), Dim::Fixed(7)]
+    );
+    assert_eq!(
+        dims(g.outputs[0]),
+        vec![batch, Dim::Fixed(3), Dim::Fixed(14)]
+    );
+}

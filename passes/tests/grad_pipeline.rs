@@ -205,12 +205,16 @@ fn loss_errors_are_clear() {
 }
 
 #[test]
-fn freeze_and_generated_names_exclude_parameters() {
+fn freeze_and_generated_names_select_parameters() {
     let mut g = linear();
     let y = g.outputs[0];
-    // a folded constant with an exporter-generated name on the loss path
-    let folded = weight(&mut g, "val_12", &[4, 4]);
-    let z = Builder::new(&mut g, 17, "").matmul(y, folded);
+    // folded values with exporter-generated names on the loss path: a weight operand (a
+    // transposed Linear weight, trained) and an additive constant (a folded mask, not trained)
+    let folded_weight = weight(&mut g, "onnx::MatMul_12", &[4, 4]);
+    let folded_mask = weight(&mut g, "val_13", &[4, 4]);
+    let mut b = Builder::new(&mut g, 17, "");
+    let z = b.matmul(y, folded_weight);
+    let z = b.add(z, folded_mask);
     assert!(g.rename(y, "hidden"));
     assert!(g.rename(z, "logits"));
     g.outputs = vec![z];
@@ -219,14 +223,21 @@ fn freeze_and_generated_names_exclude_parameters() {
         ..CompileOptions::default()
     };
     let (m, cx) = run_grad(g, options).expect("grad pipeline");
-    assert_eq!(names(&m.graph, &cx.params), ["fc.weight"]);
-    assert!(
+    assert_eq!(
+        names(&m.graph, &cx.params),
+        ["fc.weight", "onnx::MatMul_12"]
+    );
+    let warned = |needle: &str, also: &str| {
         cx.warnings
             .iter()
-            .any(|w| w.contains("'val_12'") && w.contains("optimize=False")),
+            .any(|w| w.contains(needle) && w.contains(also))
+    };
+    assert!(
+        warned("'onnx::MatMul_12'", "are trained"),
         "{:?}",
         cx.warnings
     );
+    assert!(warned("'val_13'", "not trained"), "{:?}", cx.warnings);
 }
 
 #[test]
@@ -437,21 +448,21 @@ fn an_operator_without_gradient_names_op_node_and_parameter() {
 
 #[test]
 fn an_unsupported_configuration_is_a_typed_rule_error() {
-    let mut g = Graph::new("pad");
-    let w = weight(&mut g, "w", &[2, 3]);
+    // an einsum reading a diagonal ("ii->i")
+    let mut g = Graph::new("diagonal");
+    let w = weight(&mut g, "w", &[3, 3]);
     let mut b = Builder::new(&mut g, 17, "");
-    let pads = b.ints(&[1, 1, 1, 1]);
     let p = b.op(
-        Op::Pad,
-        &[w, pads],
-        vec![("mode", Attr::String(b"reflect".to_vec()))],
+        Op::Einsum,
+        &[w],
+        vec![("equation", Attr::String(b"ii->i".to_vec()))],
     );
     let loss = b.sum_all(p);
     match differentiate(&mut g, 17, loss, &[w]) {
         Err(AutodiffError::Rule {
             op, param, reason, ..
         }) => {
-            assert_eq!(op, "Pad");
+            assert_eq!(op, "Einsum");
             assert_eq!(param, "w");
             assert!(matches!(reason, GradError::Unsupported(_)));
         }

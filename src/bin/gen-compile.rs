@@ -16,9 +16,10 @@ use std::path::{Path, PathBuf};
     version,
     allow_negative_numbers = true,
     about = "Compile an ONNX model into a learning-rate-free (GeN) training-step graph",
-    after_help = "Export PyTorch models with torch.onnx.export(..., training=TrainingMode.TRAINING) \
-                  (TorchScript) or dynamo=True with optimize=False: optimize=True folds parameters \
-                  into constants and they can no longer be trained."
+    after_help = "Export PyTorch models with torch.onnx.export(..., training=TrainingMode.TRAINING, \
+                  do_constant_folding=False) (TorchScript) or dynamo=True with optimize=False: \
+                  constant folding turns computations on parameters into constants under \
+                  generated names."
 )]
 struct Cli {
     /// The model to compile (.onnx; external data is read from beside it)

@@ -4,8 +4,7 @@
 //! Opsets 16+ (ScatterElements with reduction="add" for MaxPool). Constraints: channel and
 //! spatial sizes known at compile time where a transposed convolution needs its
 //! output_padding (the batch may be symbolic); ConvTranspose with explicit pads only;
-//! AveragePool with ceil_mode only when it does not change the output size; MaxPool with
-//! storage_order 0.
+//! MaxPool with storage_order 0.
 //!
 //! Conv's input gradient is a ConvTranspose of dY with the same weights; its weight gradient
 //! is a convolution of the input with dY as the kernel (batch and channel axes swapped,
@@ -296,34 +295,45 @@ fn ones(dtype: DType, dims: &[i64]) -> Tensor {
 }
 
 /// dX = ConvTranspose(dY / divisor) with a depthwise kernel of ones. The divisor is the kernel
-/// size, or with count_include_pad=0 and padding, the number of real elements per window
-/// (a Conv of a ones image by a ones kernel).
+/// size, or, where windows are cut (count_include_pad=0 and padding, or the partial last
+/// window of ceil_mode), the number of elements each window averages: a Conv of a ones image
+/// by a ones kernel over the region windows may read (the input, plus the explicit padding
+/// with count_include_pad=1). ceil_mode's partial windows become extra end padding.
 pub(super) fn average_pool(cx: &mut GradCx) -> GradResult {
     let (x, y, dy) = (cx.x(0)?, cx.y(0)?, cx.dy0()?);
-    let win = Window::read(cx, x, kernel_of(cx, None)?)?;
+    let mut win = Window::read(cx, x, kernel_of(cx, None)?)?;
     let nsp = win.nsp();
     let c = cx.dim(x, 1)?;
+    let sp: Vec<i64> = (2..nsp + 2)
+        .map(|i| cx.dim(x, i))
+        .collect::<Result<_, _>>()?;
+    let mut extra = vec![0i64; nsp];
     if cx.int("ceil_mode", 0) != 0 {
-        let floor_mode = (0..nsp).try_fold(true, |same, i| {
+        for i in 0..nsp {
             let eff = win.dilations[i] * (win.kernel[i] - 1) + 1;
-            let n = cx.dim(x, i + 2)? + win.pads[i] + win.pads[i + nsp] - eff;
-            Ok::<bool, GradError>(same && n.div_euclid(win.strides[i]) + 1 == cx.dim(y, i + 2)?)
-        })?;
-        if !floor_mode {
-            return Err(GradError::Unsupported(
-                "AveragePool with ceil_mode=1 adding a partial window".into(),
-            ));
+            let reach = (cx.dim(y, i + 2)? - 1) * win.strides[i] + eff;
+            extra[i] = (reach - (sp[i] + win.pads[i] + win.pads[i + nsp])).max(0);
         }
     }
     let dt = cx.b.dtype(x);
+    let include_pad = cx.int("count_include_pad", 0) != 0;
     let padded = win.pads.iter().any(|&p| p != 0);
-    let scaled = if cx.int("count_include_pad", 0) != 0 || !padded {
+    let cut = extra.iter().any(|&e| e > 0);
+    let scaled = if !cut && (include_pad || !padded) {
         cx.b.scale(dy, 1.0 / win.kernel.iter().product::<i64>() as f64)
     } else {
-        let sp: Vec<i64> = (2..nsp + 2)
-            .map(|i| cx.dim(x, i))
-            .collect::<Result<_, _>>()?;
-        let img_shape: Vec<i64> = [1, 1].into_iter().chain(sp).collect();
+        // the ones image and the padding its windows see
+        let (img_sp, count_pads): (Vec<i64>, Vec<i64>) = if include_pad {
+            let grown = (0..nsp).map(|i| sp[i] + win.pads[i] + win.pads[i + nsp]);
+            (grown.collect(), [vec![0; nsp], extra.clone()].concat())
+        } else {
+            let end = (0..nsp).map(|i| win.pads[i + nsp] + extra[i]);
+            (
+                sp.clone(),
+                win.pads[..nsp].iter().copied().chain(end).collect(),
+            )
+        };
+        let img_shape: Vec<i64> = [1, 1].into_iter().chain(img_sp).collect();
         let shape = cx.b.ints(&img_shape);
         let img = cx.b.fill(shape, dt, 1.0);
         let k1: Vec<i64> = [1, 1]
@@ -331,9 +341,19 @@ pub(super) fn average_pool(cx: &mut GradCx) -> GradResult {
             .chain(win.kernel.iter().copied())
             .collect();
         let ker = cx.b.constant(ones(dt, &k1));
-        let count = cx.b.op(Op::Conv, &[img, ker], win.attrs(1));
+        let counting = Window {
+            pads: count_pads,
+            kernel: win.kernel.clone(),
+            strides: win.strides.clone(),
+            dilations: win.dilations.clone(),
+            group: 1,
+        };
+        let count = cx.b.op(Op::Conv, &[img, ker], counting.attrs(1));
         cx.b.div(dy, count)
     };
+    for (i, e) in extra.iter().enumerate() {
+        win.pads[i + nsp] += e;
+    }
     let kc: Vec<i64> = [c, 1]
         .into_iter()
         .chain(win.kernel.iter().copied())

@@ -212,35 +212,35 @@ impl<'g> Builder<'g> {
 
     /// Sums `grad` (the gradient of a broadcast result) back to the shape of `like`:
     /// leading extra axes are summed away, axes where `like` has size 1 are summed with
-    /// keepdims. Uses static ranks; when `like`'s shape has unknown dims that could be 1, the
+    /// keepdims. Uses static ranks; when an axis of `like` might be 1 where `grad`'s is not
+    /// (an unknown dim, or a symbolic one facing anything but the same symbol or 1), the
     /// gradient is summed dynamically to `Shape(like)`.
     pub fn sum_to_like(&mut self, grad: ValueId, like: ValueId) -> ValueId {
+        use super::Dim::{Fixed, Sym};
         let (Some(gs), Some(ls)) = (
             self.g.ty(grad).shape().map(<[_]>::to_vec),
             self.g.ty(like).shape().map(<[_]>::to_vec),
         ) else {
             return self.sum_to_shape_dynamic(grad, like);
         };
-        if gs == ls {
-            return grad;
-        }
         if gs.len() < ls.len() {
             return self.sum_to_shape_dynamic(grad, like);
         }
         let lead = gs.len() - ls.len();
+        let mut keep_axes = Vec::new();
+        for (i, (l, g)) in ls.iter().zip(&gs[lead..]).enumerate() {
+            match (l, g) {
+                (Fixed(1), Fixed(1)) | (Sym(_), Fixed(1)) => {}
+                (Fixed(1), _) => keep_axes.push(i as i64),
+                (Fixed(_), _) => {}
+                (Sym(a), Sym(b)) if a == b => {}
+                _ => return self.sum_to_shape_dynamic(grad, like),
+            }
+        }
         let mut out = grad;
         if lead > 0 {
             let axes: Vec<i64> = (0..lead as i64).collect();
             out = self.reduce_sum(out, &axes, false);
-        }
-        let mut keep_axes = Vec::new();
-        for (i, (l, g)) in ls.iter().zip(&gs[lead..]).enumerate() {
-            match (l, g) {
-                (super::Dim::Fixed(1), super::Dim::Fixed(1)) => {}
-                (super::Dim::Fixed(1), _) => keep_axes.push(i as i64),
-                (super::Dim::Fixed(_), _) | (super::Dim::Sym(_), _) => {}
-                (super::Dim::Unknown, _) => return self.sum_to_shape_dynamic(grad, like),
-            }
         }
         if !keep_axes.is_empty() {
             out = self.reduce_sum(out, &keep_axes, true);

@@ -90,7 +90,10 @@ struct Cx<'a> {
     opset: i64,
 }
 
-/// Numpy broadcasting of two shapes.
+/// Numpy broadcasting of two shapes. A symbolic dim facing an unknown one is taken as the
+/// result (as ONNX Runtime's symbolic inference merges them): the unknown one is that size or
+/// 1, unless the symbol itself is 1 at run time, which the gradients' `sum_to_like` still
+/// handles by summing dynamically wherever an unknown dim is involved.
 pub fn broadcast(a: &[Dim], b: &[Dim]) -> Vec<Dim> {
     let r = a.len().max(b.len());
     (0..r)
@@ -107,6 +110,8 @@ pub fn broadcast(a: &[Dim], b: &[Dim]) -> Vec<Dim> {
                     (Dim::Fixed(p), Dim::Fixed(_)) => Dim::Fixed(*p),
                     (Dim::Fixed(p), _) | (_, Dim::Fixed(p)) => Dim::Fixed(*p),
                     (Dim::Sym(s), Dim::Sym(t)) if s == t => x.clone(),
+                    (Dim::Sym(_), Dim::Unknown) => x.clone(),
+                    (Dim::Unknown, Dim::Sym(_)) => y.clone(),
                     _ => Dim::Unknown,
                 },
                 (None, None) => Dim::Unknown,
@@ -213,7 +218,10 @@ impl Cx<'_> {
                 Op::Where => self.in_dtype(1),
                 _ => self.in_dtype(0),
             };
-            let sym = self.elementwise_sym();
+            let sym = match op {
+                Op::Where => self.where_sym(),
+                _ => self.elementwise_sym(),
+            };
             return Some(vec![t(dt, shape).with_sym(sym)]);
         }
         let r = match op {
@@ -696,8 +704,11 @@ impl Cx<'_> {
     fn elementwise_sym(&self) -> Option<Vec<Dim>> {
         if !matches!(
             self.node.op,
-            Op::Add | Op::Sub | Op::Mul | Op::Div | Op::Mod
+            Op::Add | Op::Sub | Op::Mul | Op::Div | Op::Mod | Op::Equal
         ) {
+            return None;
+        }
+        if !self.vector_inputs() {
             return None;
         }
         let fmod = self.node.attr_int("fmod").unwrap_or(0) != 0;
@@ -716,6 +727,15 @@ impl Cx<'_> {
                     (Dim::Fixed(p), Dim::Fixed(q), Op::Sub) => Dim::Fixed(p - q),
                     (Dim::Fixed(p), Dim::Fixed(q), Op::Mul) => Dim::Fixed(p * q),
                     (Dim::Fixed(p), Dim::Fixed(q), Op::Div) if *q != 0 => Dim::Fixed(p / q),
+                    // known values are integers, symbols are sizes (never negative)
+                    (Dim::Fixed(p), Dim::Fixed(q), Op::Equal) => Dim::Fixed((p == q) as i64),
+                    (Dim::Sym(a), Dim::Sym(b), Op::Equal) if a == b => Dim::Fixed(1),
+                    (Dim::Sym(_), Dim::Fixed(q), Op::Equal)
+                    | (Dim::Fixed(q), Dim::Sym(_), Op::Equal)
+                        if *q < 0 =>
+                    {
+                        Dim::Fixed(0)
+                    }
                     // integer Mod: the sign of the divisor (fmod=0) or of the dividend (fmod=1)
                     (Dim::Fixed(p), Dim::Fixed(q), Op::Mod) if *q != 0 => {
                         let r = p % q;
@@ -733,6 +753,32 @@ impl Cx<'_> {
                     }
                     _ => Dim::Unknown,
                 })
+            })
+            .collect()
+    }
+
+    /// Whether every input is a scalar or a vector: element values of higher ranks do not
+    /// broadcast elementwise.
+    fn vector_inputs(&self) -> bool {
+        (0..self.node.inputs.len()).all(|i| self.in_shape(i).is_some_and(|s| s.len() <= 1))
+    }
+
+    /// Element values of a small Where whose condition values are known.
+    fn where_sym(&self) -> Option<Vec<Dim>> {
+        if !self.vector_inputs() {
+            return None;
+        }
+        let ins: Vec<Vec<Dim>> = (0..3).map(|i| self.in_sym(i)).collect::<Option<_>>()?;
+        let n = ins.iter().map(Vec::len).max()?;
+        if ins.iter().any(|v| v.len() != n && v.len() != 1) {
+            return None;
+        }
+        let at = |v: &Vec<Dim>, i: usize| v[if v.len() == 1 { 0 } else { i }].clone();
+        (0..n)
+            .map(|i| match at(&ins[0], i) {
+                Dim::Fixed(0) => Some(at(&ins[2], i)),
+                Dim::Fixed(_) => Some(at(&ins[1], i)),
+                _ => None,
             })
             .collect()
     }
@@ -957,10 +1003,28 @@ impl Cx<'_> {
                 },
             )
         };
-        let (Some(starts), Some(ends)) = (starts, ends) else {
-            return (Some(vec![Dim::Unknown; r]), None);
-        };
         let has_axes_input = node.input(3).is_some() || node.attr_ints("axes").is_some();
+        let (Some(starts), Some(ends)) = (starts, ends) else {
+            // unknown bounds: the sliced axes lose their size, the others keep theirs
+            let sliced: Option<Vec<usize>> = match &axes {
+                Some(a) => a.iter().map(|&x| norm_axis(x, r)).collect(),
+                None if !has_axes_input => self
+                    .in_shape(1)
+                    .and_then(|sh| sh.first()?.fixed())
+                    .map(|n| (0..n.max(0) as usize).collect()),
+                None => None,
+            };
+            let out = match sliced {
+                Some(ax) => (0..r)
+                    .map(|i| match ax.contains(&i) {
+                        true => Dim::Unknown,
+                        false => s[i].clone(),
+                    })
+                    .collect(),
+                None => vec![Dim::Unknown; r],
+            };
+            return (Some(out), None);
+        };
         if has_axes_input && axes.is_none() {
             return (Some(vec![Dim::Unknown; r]), None);
         }

@@ -199,11 +199,11 @@ fn evaluate(g: &Graph, node: &Node, shape: &[i64]) -> Option<Vec<i64>> {
             // per axis: first index and step (full range where not sliced)
             let mut first = vec![0i64; r as usize];
             let mut step = vec![1i64; r as usize];
-            for k in 0..starts.len() {
+            for (k, &start) in starts.iter().enumerate() {
                 let a = axes.get(k).map(|&a| if a < 0 { a + r } else { a })?;
                 let a = usize::try_from(a).ok().filter(|&a| a < r as usize)?;
                 let s = *steps.get(k)?;
-                first[a] = slice_range(t.dims[a], starts[k], *ends.get(k)?, s)?.0;
+                first[a] = slice_range(t.dims[a], start, *ends.get(k)?, s)?.0;
                 step[a] = s;
             }
             let src = strides(&t.dims);

@@ -95,6 +95,9 @@ impl Pass for AttachLoss {
                 (l, y, "mse")
             }
             _ => {
+                if let Some(w) = channels_first_warning(g, pred) {
+                    cx.warnings.push(w);
+                }
                 let (l, y) = cross_entropy(g, opset, pred, &opts.labels).map_err(err)?;
                 cx.config.insert("ignore_index".into(), json!(IGNORE_INDEX));
                 (l, y, "cross-entropy")
@@ -137,6 +140,53 @@ fn prediction(g: &Graph, logits: Option<&str>, floats: &[ValueId]) -> Result<Val
         [] => Err(LossError::NoFloatOutput { outputs: outputs() }),
         _ => Err(LossError::Ambiguous { outputs: outputs() }),
     }
+}
+
+/// Operators whose outputs are channels-first ([N, C, spatial...]).
+fn channels_first(op: &Op) -> bool {
+    matches!(
+        op,
+        Op::Conv
+            | Op::ConvTranspose
+            | Op::BatchNormalization
+            | Op::InstanceNormalization
+            | Op::GroupNormalization
+            | Op::MaxPool
+            | Op::AveragePool
+            | Op::Resize
+            | Op::Upsample
+            | Op::DepthToSpace
+    )
+}
+
+/// A warning when cross-entropy over the last axis meets logits of rank >= 4 that a
+/// channels-first operator produced (directly or through one elementwise sum or product):
+/// a segmentation head whose classes are on axis 1, which PyTorch's own cross_entropy would
+/// use.
+fn channels_first_warning(g: &Graph, logits: ValueId) -> Option<String> {
+    let ty = g.ty(logits);
+    if ty.rank()? < 4 {
+        return None;
+    }
+    let node = g.node(g.producer(logits)?);
+    let sources: Vec<&Op> = if matches!(node.op, Op::Add | Op::Sub | Op::Mul | Op::Sum) {
+        node.inputs
+            .iter()
+            .flatten()
+            .filter_map(|&v| Some(&g.node(g.producer(v)?).op))
+            .collect()
+    } else {
+        vec![&node.op]
+    };
+    let op = sources.into_iter().find(|op| channels_first(op))?;
+    Some(format!(
+        "cross-entropy is taken over the last axis of '{}' ({}), which comes from a \
+         channels-first operator ({op}): if its classes are on axis 1 ([N, C, H, W] \
+         segmentation logits), output them channels-last (e.g. logits.permute(0, 2, 3, 1) in \
+         the model) so that the labels are [N, H, W]",
+        g.name(logits),
+        type_text(ty),
+    ))
 }
 
 /// Mean softmax cross-entropy over the last axis, ignore_index −100.

@@ -3,8 +3,12 @@
 //! - BatchNorm running statistics (`Context::buffers`: state, not parameters);
 //! - initializers whose names the exporters generate (`onnx::…`, `/…`, `val_…`, FX node names
 //!   such as `t_3` or `embedding_1`): values the exporter computed from parameters and folded
-//!   (the dynamo exporter's default `optimize=True`), kept constant with a warning when they
-//!   look like parameters;
+//!   (the dynamo exporter's default `optimize=True`; the TorchScript exporter's default
+//!   `do_constant_folding=True`), kept constant with one warning listing those that look like
+//!   parameters — except the weight operand of a MatMul/Gemm/Conv/ConvTranspose: that is a
+//!   folded weight (TorchScript turns the transposed weight of a Linear on 3-D inputs into
+//!   `onnx::MatMul_N`), trained like the original would be (elementwise optimizers commute with
+//!   the transpose), with a warning that it trains under the exporter's name;
 //! - names matching `--freeze REGEX` (a search anywhere in the name).
 //!
 //! A tied weight (one initializer used twice) is one parameter; autodiff sums its uses.
@@ -48,7 +52,10 @@ impl Pass for DiscoverParams {
         let g = &mut m.graph;
         let deps = loss_dependencies(g, loss);
         let buffers: HashSet<ValueId> = cx.buffers.iter().map(|&(i, _)| i).collect();
+        let weights = weight_operands(g);
         let mut params = Vec::new();
+        let mut folded = Vec::new();
+        let mut renamed = Vec::new();
         let mut frozen = 0usize;
         for v in g.value_ids().collect::<Vec<_>>() {
             let val = g.value(v);
@@ -56,9 +63,10 @@ impl Pass for DiscoverParams {
             if !t.dtype.is_float() || !deps.contains(&v) || buffers.contains(&v) {
                 continue;
             }
-            if exporter_generated(&val.name) {
-                if let Some(w) = folded_warning(&val.name, t) {
-                    cx.warnings.push(w);
+            let generated = exporter_generated(&val.name);
+            if generated && !weights.contains(&v) {
+                if let Some(f) = parameter_like(&val.name, t) {
+                    folded.push(f);
                 }
                 continue;
             }
@@ -71,9 +79,31 @@ impl Pass for DiscoverParams {
                 frozen += 1;
                 continue;
             }
+            if generated {
+                renamed.push(format!("'{}'", val.name));
+            }
             params.push(v);
         }
-        warn_folded_constants(m, &deps, cx);
+        if !renamed.is_empty() {
+            let (first, rest) = renamed.split_at(renamed.len().min(LISTED_FOLDED));
+            cx.warnings.push(format!(
+                "{} weight(s) the exporter folded under generated names are trained as \
+                 parameters: {}{}. They hold values such as a transposed Linear weight; training \
+                 them is equivalent, but their names in train.onnx are the exporter's and a tie \
+                 with another parameter is lost. Re-export with do_constant_folding=False \
+                 (TorchScript) or optimize=False (dynamo) to keep every parameter under its own name",
+                renamed.len(),
+                first.join(", "),
+                match rest.len() {
+                    0 => String::new(),
+                    n => format!(" and {n} more"),
+                }
+            ));
+        }
+        folded.extend(folded_constants(m, &deps));
+        if let Some(w) = folded_warning(&folded) {
+            cx.warnings.push(w);
+        }
         let g = &mut m.graph;
         if let Some(re) = &cx.options.freeze {
             if frozen == 0 {
@@ -99,31 +129,65 @@ impl Pass for DiscoverParams {
     }
 }
 
-/// `Constant` nodes on the loss path that hold parameter-sized float tensors under generated
-/// names: what the dynamo exporter leaves when it folds parameters with `optimize=True`.
-fn warn_folded_constants(m: &Model, deps: &HashSet<ValueId>, cx: &mut Context) {
-    let g = &m.graph;
-    for &n in g.order() {
-        let node = g.node(n);
-        let Some(out) = node.output(0) else { continue };
-        if node.op != Op::Constant || !deps.contains(&out) {
-            continue;
-        }
-        if let Some(t) = g.constant(out) {
-            if let Some(w) = folded_warning(g.name(out), t) {
-                cx.warnings.push(w);
-            }
-        }
-    }
+/// Values used as the weight operand of a linear layer: MatMul/Gemm input B, Conv/ConvTranspose
+/// input W.
+fn weight_operands(g: &crate::ir::Graph) -> HashSet<ValueId> {
+    g.order()
+        .iter()
+        .filter_map(|&n| {
+            let node = g.node(n);
+            matches!(
+                node.op,
+                Op::MatMul | Op::Gemm | Op::Conv | Op::ConvTranspose
+            )
+            .then(|| node.input(1))
+            .flatten()
+        })
+        .collect()
 }
 
-fn folded_warning(name: &str, t: &Tensor) -> Option<String> {
-    (t.dtype.is_float() && t.numel() >= PARAMETER_LIKE_ELEMENTS).then(|| {
+/// `Constant` nodes on the loss path that hold parameter-sized float tensors under generated
+/// names: what the dynamo exporter leaves when it folds parameters with `optimize=True`.
+fn folded_constants(m: &Model, deps: &HashSet<ValueId>) -> Vec<String> {
+    let g = &m.graph;
+    g.order()
+        .iter()
+        .filter_map(|&n| {
+            let node = g.node(n);
+            let out = node.output(0)?;
+            if node.op != Op::Constant || !deps.contains(&out) {
+                return None;
+            }
+            parameter_like(g.name(out), g.constant(out)?)
+        })
+        .collect()
+}
+
+/// "'name' (type)" for a float tensor the size of a parameter.
+fn parameter_like(name: &str, t: &Tensor) -> Option<String> {
+    (t.dtype.is_float() && t.numel() >= PARAMETER_LIKE_ELEMENTS)
+        .then(|| format!("'{name}' ({})", tensor_text(t)))
+}
+
+/// Constants shown by name in the folded-parameters warning; the rest are counted.
+const LISTED_FOLDED: usize = 6;
+
+/// One warning for every parameter-like constant the exporter folded.
+fn folded_warning(folded: &[String]) -> Option<String> {
+    let (first, rest) = folded.split_at(folded.len().min(LISTED_FOLDED));
+    let more = match rest.len() {
+        0 => String::new(),
+        n => format!(" and {n} more"),
+    };
+    (!folded.is_empty()).then(|| {
         format!(
-            "constant '{name}' ({}) looks like a parameter the exporter folded (torch.onnx.export \
-             with dynamo=True and optimize=True?); it is not trained. Re-export with \
-             optimize=False to train every parameter under its own name",
-            tensor_text(t)
+            "{} constant(s) look like parameters the exporter folded, and are not trained: {}{more}. \
+             torch.onnx.export folds computations on parameters with the TorchScript exporter's \
+             default do_constant_folding=True, and with dynamo=True and optimize=True: re-export \
+             with do_constant_folding=False (TorchScript) or optimize=False (dynamo) to train \
+             every parameter under its own name",
+            folded.len(),
+            first.join(", ")
         )
     })
 }
