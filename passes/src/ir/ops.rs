@@ -77,33 +77,26 @@ impl Op {
 
     /// Whether this operator is an elementwise op with multidirectional (numpy) broadcasting.
     pub fn is_broadcasting(&self) -> bool {
-        matches!(
-            self,
-            Op::Add
-                | Op::Sub
-                | Op::Mul
-                | Op::Div
-                | Op::Pow
-                | Op::Min
-                | Op::Max
-                | Op::Sum
-                | Op::Mean
-                | Op::Mod
-                | Op::Equal
-                | Op::Less
-                | Op::LessOrEqual
-                | Op::Greater
-                | Op::GreaterOrEqual
-                | Op::And
-                | Op::Or
-                | Op::Xor
-                | Op::Where
-                | Op::PRelu
-                | Op::BitShift
-                | Op::BitwiseAnd
-                | Op::BitwiseOr
-                | Op::BitwiseXor
-        )
+        self.is_predicate()
+            || matches!(
+                self,
+                Op::Add
+                    | Op::Sub
+                    | Op::Mul
+                    | Op::Div
+                    | Op::Pow
+                    | Op::Min
+                    | Op::Max
+                    | Op::Sum
+                    | Op::Mean
+                    | Op::Mod
+                    | Op::Where
+                    | Op::PRelu
+                    | Op::BitShift
+                    | Op::BitwiseAnd
+                    | Op::BitwiseOr
+                    | Op::BitwiseXor
+            )
     }
 
     /// Unary ops whose output has the input's type and shape.
