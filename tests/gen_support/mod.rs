@@ -11,21 +11,12 @@ use gen_passes::CompileOptions;
 use gen_runtime::HostTensor;
 use std::path::{Path, PathBuf};
 
+#[path = "../support/common.rs"]
+mod common;
+#[allow(unused_imports)]
+pub use common::{require_ort, root};
+
 pub const OPSET: i64 = 17;
-
-/// The repository root.
-pub fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// Fails loudly when ONNX Runtime is missing (these tests must not pass silently without it).
-pub fn require_ort() {
-    if let Err(e) = gen_runtime::find_library(None) {
-        panic!(
-            "ONNX Runtime is required by this test and was not found ({e}); run scripts/setup.sh"
-        );
-    }
-}
 
 /// A fresh scratch folder under target/tmp/gen-tests (emptied first; names are unique per
 /// test, and the files stay there for inspection after a failure).

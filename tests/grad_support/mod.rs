@@ -8,21 +8,11 @@ use gen_passes::pipeline::{cleanup_passes, grad, Context, PassManager};
 use gen_passes::CompileOptions;
 use gen_runtime::{run_model, HostTensor, RunModelOptions};
 use std::collections::HashMap;
-use std::path::PathBuf;
 
-/// The repository root.
-pub fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// Fails loudly when ONNX Runtime is missing: these tests must not pass without it.
-pub fn require_ort() {
-    if let Err(e) = gen_runtime::find_library(None) {
-        panic!(
-            "ONNX Runtime is required by this test and was not found ({e}); run scripts/setup.sh"
-        );
-    }
-}
+#[path = "../support/common.rs"]
+mod common;
+#[allow(unused_imports)]
+pub use common::{require_ort, root};
 
 /// A deterministic generator of test values (the runtime's SplitMix64 underneath).
 pub struct Rng(gen_runtime::SplitMix64);

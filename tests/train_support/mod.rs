@@ -7,20 +7,14 @@ use std::process::{Command, Output};
 
 use gen_runtime::{read_records, MetricsRecord};
 
-pub fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
+#[path = "../support/common.rs"]
+mod common;
+#[allow(unused_imports)]
+pub use common::{require_ort, root};
 
 /// A file of the contract_toy fixture.
 pub fn toy(name: &str) -> PathBuf {
     root().join("models/contract_toy").join(name)
-}
-
-/// Fails loudly (never skips) when ONNX Runtime cannot be found: CI runs scripts/setup.sh first.
-pub fn require_ort() {
-    if let Err(e) = gen_runtime::find_library(None) {
-        panic!("these tests need ONNX Runtime and it was not found ({e}); run scripts/setup.sh");
-    }
 }
 
 /// A fresh, empty scratch folder under target/tmp.
