@@ -11,6 +11,7 @@ use gen_passes::CompileOptions;
 use gen_runtime::{Dataset, HostTensor};
 use gen_support::*;
 use serde_json::Value;
+use std::path::PathBuf;
 
 const PARAMS: [&str; 4] = ["0.weight", "0.bias", "2.weight", "2.bias"];
 
@@ -44,6 +45,26 @@ fn options_for(cfg: &Value, gen: bool) -> CompileOptions {
     }
 }
 
+/// The optimizer fixture: its folder, optim.json and optim.npz.
+fn fixture() -> (PathBuf, Value, Dataset) {
+    let dir = root().join("models/optim");
+    let meta: Value =
+        serde_json::from_slice(&std::fs::read(dir.join("optim.json")).expect("optim.json"))
+            .unwrap();
+    let data = Dataset::load(&dir.join("optim.npz")).expect("optim.npz");
+    (dir, meta, data)
+}
+
+/// One array of optim.npz by key.
+fn array(data: &Dataset, name: &str) -> HostTensor {
+    data.arrays()
+        .iter()
+        .find(|(k, _)| k == name)
+        .unwrap_or_else(|| panic!("optim.npz has no {name}"))
+        .1
+        .clone()
+}
+
 fn max_abs_diff(a: &[f64], b: &[f64]) -> f64 {
     assert_eq!(a.len(), b.len());
     a.iter()
@@ -54,19 +75,8 @@ fn max_abs_diff(a: &[f64], b: &[f64]) -> f64 {
 
 #[test]
 fn optimizers_match_torch_optim() {
-    let dir = root().join("models/optim");
-    let meta: Value =
-        serde_json::from_slice(&std::fs::read(dir.join("optim.json")).expect("optim.json"))
-            .unwrap();
-    let data = Dataset::load(&dir.join("optim.npz")).expect("optim.npz");
-    let get = |n: &str| -> HostTensor {
-        data.arrays()
-            .iter()
-            .find(|(k, _)| k == n)
-            .unwrap_or_else(|| panic!("optim.npz has no {n}"))
-            .1
-            .clone()
-    };
+    let (_, meta, data) = fixture();
+    let get = |n: &str| array(&data, n);
     let steps = meta["steps"].as_u64().unwrap() as usize;
     let configs = meta["configs"].as_object().unwrap();
     assert!(configs.len() >= 8);
@@ -139,19 +149,8 @@ fn optimizers_match_torch_optim() {
 /// every step and the parameters after it match PyTorch's.
 #[test]
 fn compiled_model_matches_torch_optim() {
-    let dir = root().join("models/optim");
-    let meta: Value =
-        serde_json::from_slice(&std::fs::read(dir.join("optim.json")).expect("optim.json"))
-            .unwrap();
-    let data = Dataset::load(&dir.join("optim.npz")).expect("optim.npz");
-    let get = |n: &str| -> HostTensor {
-        data.arrays()
-            .iter()
-            .find(|(k, _)| k == n)
-            .unwrap_or_else(|| panic!("optim.npz has no {n}"))
-            .1
-            .clone()
-    };
+    let (dir, meta, data) = fixture();
+    let get = |n: &str| array(&data, n);
     let steps = meta["steps"].as_u64().unwrap() as usize;
     let mut report = Vec::new();
     for (name, cfg) in meta["configs"].as_object().unwrap() {
