@@ -120,6 +120,48 @@ fn name_output(
     id
 }
 
+/// The outputs a contract pass gives the graph, in order, and the named ones the contract lists.
+struct GraphOutputs {
+    captured: HashSet<String>,
+    used: HashSet<ValueId>,
+    list: Vec<ValueId>,
+    named: BTreeMap<String, String>,
+}
+
+impl GraphOutputs {
+    fn new(g: &Graph) -> Self {
+        GraphOutputs {
+            captured: captured_names(g),
+            used: HashSet::new(),
+            list: Vec::new(),
+            named: BTreeMap::new(),
+        }
+    }
+
+    /// Appends `v` as an output named `desired` (see `name_output`).
+    fn add(&mut self, b: &mut Builder, v: ValueId, desired: &str) -> ValueId {
+        let out = name_output(b, v, desired, &self.captured, &mut self.used);
+        self.list.push(out);
+        out
+    }
+
+    /// Appends `v` and lists it in the contract's `outputs` under `key`.
+    fn add_named(&mut self, b: &mut Builder, v: ValueId, desired: &str, key: &str) -> ValueId {
+        let out = self.add(b, v, desired);
+        self.named
+            .insert(key.to_string(), b.g.name(out).to_string());
+        out
+    }
+
+    /// The accuracy output of a classification loss, if there is one.
+    fn add_accuracy(&mut self, b: &mut Builder, class: Option<(ValueId, ValueId)>) {
+        if let Some((logits, labels)) = class {
+            let acc = accuracy(b, logits, labels);
+            self.add_named(b, acc, "accuracy", "accuracy");
+        }
+    }
+}
+
 /// The classification logits and labels of the loss, when there are such: integer labels
 /// added by the loss stage and a float model output with one more axis.
 pub fn classification(g: &Graph, cx: &Context) -> Option<(ValueId, ValueId)> {
@@ -259,30 +301,20 @@ impl Pass for TrainContractPass {
         }
         let opset = m.opset();
         let prefix = super::gen::reserved_prefix(&m.graph, "contract/");
-        let captured = captured_names(&m.graph);
+        let mut outs = GraphOutputs::new(&m.graph);
         let data = data_names(&m.graph, cx);
         let class = classification(&m.graph, cx);
         let mut b = Builder::new(&mut m.graph, opset, &prefix);
-        let mut used = HashSet::new();
-        let mut outputs = Vec::new();
-        let mut named = BTreeMap::new();
-
-        let loss_out = name_output(&mut b, loss, "loss", &captured, &mut used);
-        outputs.push(loss_out);
+        let loss_out = outs.add(&mut b, loss, "loss");
         let mut state = Vec::new();
         for &(input, next, role) in &plan.carried {
             let in_name = b.g.name(input).to_string();
-            let out = name_output(
-                &mut b,
-                next,
-                &format!("{in_name}.next"),
-                &captured,
-                &mut used,
-            );
-            outputs.push(out);
-            if role == Role::Lr {
-                named.insert("lr".to_string(), b.g.name(out).to_string());
-            }
+            let desired = format!("{in_name}.next");
+            let out = if role == Role::Lr {
+                outs.add_named(&mut b, next, &desired, "lr")
+            } else {
+                outs.add(&mut b, next, &desired)
+            };
             state.push(StateEntry {
                 input: in_name,
                 output: Some(b.g.name(out).to_string()),
@@ -292,30 +324,15 @@ impl Pass for TrainContractPass {
         let mut controls = BTreeMap::new();
         let mut probe_data = BTreeMap::new();
         if let Some(gp) = &plan.gen {
-            let applied = name_output(&mut b, gp.applied, "gen.applied", &captured, &mut used);
-            let probes = name_output(
-                &mut b,
-                gp.probe_losses,
-                "gen.probe_losses",
-                &captured,
-                &mut used,
-            );
-            outputs.push(applied);
-            outputs.push(probes);
-            named.insert("gen_applied".into(), b.g.name(applied).to_string());
-            named.insert("probe_losses".into(), b.g.name(probes).to_string());
+            outs.add_named(&mut b, gp.applied, "gen.applied", "gen_applied");
+            outs.add_named(&mut b, gp.probe_losses, "gen.probe_losses", "probe_losses");
             controls.insert("scale".into(), b.g.name(gp.scale).to_string());
             controls.insert("lazy_freq".into(), b.g.name(gp.lazy_freq).to_string());
             for (p, mirrored) in &gp.probe_inputs {
                 probe_data.insert(b.g.name(*p).to_string(), mirrored.clone());
             }
         }
-        if let Some((logits, labels)) = class {
-            let acc = accuracy(&mut b, logits, labels);
-            let acc = name_output(&mut b, acc, "accuracy", &captured, &mut used);
-            outputs.push(acc);
-            named.insert("accuracy".into(), b.g.name(acc).to_string());
-        }
+        outs.add_accuracy(&mut b, class);
         let contract = Contract {
             version: 1,
             kind: "train".into(),
@@ -324,13 +341,13 @@ impl Pass for TrainContractPass {
             probe_data,
             state,
             controls,
-            outputs: named,
+            outputs: outs.named,
             model_inputs: cx.model_inputs.clone(),
             model_outputs: cx.model_outputs.clone(),
             eval_model: None,
             config: config(cx),
         };
-        b.g.outputs = outputs;
+        b.g.outputs = outs.list;
         contract.write(m);
         Ok(true)
     }
@@ -349,26 +366,16 @@ impl Pass for EvalContractPass {
         let loss = cx.loss.ok_or_else(|| err(ContractError::NoLoss("eval")))?;
         let opset = m.opset();
         let prefix = super::gen::reserved_prefix(&m.graph, "contract/");
-        let captured = captured_names(&m.graph);
+        let mut outs = GraphOutputs::new(&m.graph);
         let data = data_names(&m.graph, cx);
         let class = classification(&m.graph, cx);
         let mut b = Builder::new(&mut m.graph, opset, &prefix);
-        let mut used = HashSet::new();
-        let mut outputs = Vec::new();
-        let mut named = BTreeMap::new();
-        let loss_out = name_output(&mut b, loss, "loss", &captured, &mut used);
-        outputs.push(loss_out);
-        if let Some((logits, labels)) = class {
-            let acc = accuracy(&mut b, logits, labels);
-            let acc = name_output(&mut b, acc, "accuracy", &captured, &mut used);
-            outputs.push(acc);
-            named.insert("accuracy".into(), b.g.name(acc).to_string());
-        }
+        let loss_out = outs.add(&mut b, loss, "loss");
+        outs.add_accuracy(&mut b, class);
         for n in &cx.model_outputs {
             if let Some(v) = b.g.by_name(n) {
-                if !used.contains(&v) {
-                    used.insert(v);
-                    outputs.push(v);
+                if outs.used.insert(v) {
+                    outs.list.push(v);
                 }
             }
         }
@@ -395,13 +402,13 @@ impl Pass for EvalContractPass {
             probe_data: BTreeMap::new(),
             state,
             controls: BTreeMap::new(),
-            outputs: named,
+            outputs: outs.named,
             model_inputs: cx.model_inputs.clone(),
             model_outputs: cx.model_outputs.clone(),
             eval_model: None,
             config: config(cx),
         };
-        b.g.outputs = outputs;
+        b.g.outputs = outs.list;
         contract.write(m);
         Ok(true)
     }
