@@ -11,3 +11,7 @@ cargo fmt --all -- --check
 # One build: the tract backend (cargo feature `tract`, ~8 min cold on 2 cores) is compiled into the
 # test build itself, so its tests (tests/tract_*.rs) run without a second build.
 cargo test --workspace --features tract --no-fail-fast "$@"
+# The convergence benchmark's quick subset (digits MLP and diabetes regression, SGD and AdamW, a
+# few hundred steps each): every run completes, none diverges, every loss falls. It uses the
+# debug binaries the test build above just made, so it adds no build (about 10 s).
+./scripts/convergence.sh --quick --bin-dir target/debug
