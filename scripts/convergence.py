@@ -289,12 +289,13 @@ def plot(out_dir):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     data = json.load(open(os.path.join(out_dir, "curves.json")))
-    tasks = [t for t in data["tasks"]]
-    fig, axes = plt.subplots(2 * len(tasks), len(OPTIMIZERS), figsize=(5 * len(OPTIMIZERS), 3.2 * 2 * len(tasks)),
+    tasks = list(data["tasks"])
+    opts = [o for o in OPTIMIZERS if any(o in data["tasks"][t] for t in tasks)]
+    fig, axes = plt.subplots(2 * len(tasks), len(opts), figsize=(5 * len(opts), 3.2 * 2 * len(tasks)),
                              squeeze=False)
     styles = ["-", "--", ":", "-."]
     for ti, task in enumerate(tasks):
-        for oi, opt in enumerate(OPTIMIZERS):
+        for oi, opt in enumerate(opts):
             ax_lr, ax_loss = axes[2 * ti][oi], axes[2 * ti + 1][oi]
             entry = data["tasks"][task].get(opt)
             if not entry:
