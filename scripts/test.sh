@@ -13,5 +13,5 @@ cargo fmt --all -- --check
 cargo test --workspace --features tract --no-fail-fast "$@"
 # The convergence benchmark's quick subset (digits MLP and diabetes regression, SGD and AdamW, a
 # few hundred steps each): every run completes, none diverges, every loss falls. It uses the
-# debug binaries the test build above just made, so it adds no build (about 10 s).
+# debug binaries the test build above just made, so it adds no build (3-20 s).
 ./scripts/convergence.sh --quick --bin-dir target/debug
