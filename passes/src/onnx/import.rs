@@ -72,7 +72,11 @@ pub fn import_model(mut mp: ModelProto, base: Option<&Path>) -> Result<Model, Im
             (d.to_string(), o.version)
         })
         .collect();
-    let opset = *opsets.get("").ok_or(ImportError::NoOpset)?;
+    if opsets.is_empty() {
+        return Err(ImportError::NoOpset);
+    }
+    // a model of other domains only (ai.onnx.ml, training) uses no default-domain operator
+    let opset = opsets.get("").copied().unwrap_or(MIN_OPSET);
     if !(MIN_OPSET..=MAX_OPSET).contains(&opset) {
         return Err(ImportError::Opset {
             opset,

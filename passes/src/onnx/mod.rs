@@ -44,8 +44,8 @@ pub enum ImportError {
     #[error("graph '{graph}': {message}")]
     Unsupported { graph: String, message: String },
     #[error(
-        "the model imports no default-domain (ai.onnx) opset: every ONNX model must name the \
-         opset its operators follow"
+        "the model imports no opset: every ONNX model must name the opsets (ai.onnx and any \
+         other domain) its operators follow"
     )]
     NoOpset,
     #[error(
