@@ -25,14 +25,7 @@ pub(super) fn broadcasting(cx: &Cx) -> Outcome {
         };
     }
     let dt = match op {
-        Op::Equal
-        | Op::Less
-        | Op::LessOrEqual
-        | Op::Greater
-        | Op::GreaterOrEqual
-        | Op::And
-        | Op::Or
-        | Op::Xor => DType::Bool,
+        _ if op.is_predicate() => DType::Bool,
         Op::Where => cx.in_dtype(1),
         _ => cx.in_dtype(0),
     };
