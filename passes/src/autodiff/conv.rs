@@ -283,7 +283,8 @@ fn add_indices_output(cx: &mut GradCx) -> Result<ValueId, GradError> {
     let outs = &mut g.node_mut(n).outputs;
     outs.resize(2, None);
     outs[1] = Some(v);
-    infer_and_store(g, n, opset);
+    infer_and_store(g, n, opset)
+        .map_err(|e| GradError::Unsupported(format!("MaxPool indices of {}", e)))?;
     cx.node.outputs = g.node(n).outputs.clone();
     Ok(v)
 }

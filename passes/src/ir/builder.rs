@@ -60,7 +60,14 @@ impl<'g> Builder<'g> {
         let n = self
             .g
             .add_node(op, &base, inputs.to_vec(), &out_refs, attrs);
-        infer_and_store(self.g, n, self.opset);
+        // nodes built from an imported (inference-checked) graph; should one still be
+        // invalid, its outputs stay untyped and verification reports the node
+        if infer_and_store(self.g, n, self.opset).is_err() {
+            return (
+                n,
+                self.g.node(n).outputs.iter().flatten().copied().collect(),
+            );
+        }
         let outs: Vec<ValueId> = self.g.node(n).outputs.iter().flatten().copied().collect();
         (n, outs)
     }

@@ -2,7 +2,8 @@
 //! name is its ONNX `op_type` in the default domain; anything else (other domains, operators
 //! added to ONNX later) is kept losslessly as `Op::Other`. Import, export and the text form all
 //! go through `Op::from_onnx` / `Op::op_type` / `Op::domain`, so adding an operator is one line
-//! here plus, where it matters, its gradient in `autodiff`.
+//! here plus, where it matters, its inference rule (`ir/infer/`, family file + registry line)
+//! and its gradient (`autodiff/`, family file + registry line).
 
 macro_rules! op_table {
     ($($v:ident),* $(,)?) => {
@@ -73,75 +74,6 @@ impl Op {
             Op::Other { domain, .. } => domain,
             _ => "",
         }
-    }
-
-    /// Whether this operator is an elementwise op with multidirectional (numpy) broadcasting.
-    pub fn is_broadcasting(&self) -> bool {
-        self.is_predicate()
-            || matches!(
-                self,
-                Op::Add
-                    | Op::Sub
-                    | Op::Mul
-                    | Op::Div
-                    | Op::Pow
-                    | Op::Min
-                    | Op::Max
-                    | Op::Sum
-                    | Op::Mean
-                    | Op::Mod
-                    | Op::Where
-                    | Op::PRelu
-                    | Op::BitShift
-                    | Op::BitwiseAnd
-                    | Op::BitwiseOr
-                    | Op::BitwiseXor
-            )
-    }
-
-    /// Unary ops whose output has the input's type and shape.
-    pub fn is_unary_same_type(&self) -> bool {
-        matches!(
-            self,
-            Op::Neg
-                | Op::Sqrt
-                | Op::Exp
-                | Op::Log
-                | Op::Reciprocal
-                | Op::Abs
-                | Op::Sign
-                | Op::Floor
-                | Op::Ceil
-                | Op::Round
-                | Op::Erf
-                | Op::Sin
-                | Op::Cos
-                | Op::Tan
-                | Op::Tanh
-                | Op::Sigmoid
-                | Op::HardSigmoid
-                | Op::Relu
-                | Op::LeakyRelu
-                | Op::Elu
-                | Op::Selu
-                | Op::Celu
-                | Op::Gelu
-                | Op::Softplus
-                | Op::Softsign
-                | Op::HardSwish
-                | Op::Mish
-                | Op::ThresholdedRelu
-                | Op::Softmax
-                | Op::LogSoftmax
-                | Op::Hardmax
-                | Op::Identity
-                | Op::Clip
-                | Op::LpNormalization
-                | Op::BitwiseNot
-                | Op::Not
-                | Op::CumSum
-                | Op::Trilu
-        )
     }
 
     /// Operators whose outputs are fresh random draws (never merged, cloned per use).

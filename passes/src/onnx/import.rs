@@ -5,7 +5,7 @@
 
 use super::tensor::decode;
 use super::ImportError;
-use crate::ir::infer::infer_and_store;
+use crate::ir::infer::infer_graph;
 use crate::ir::{Attr, DType, Dim, Graph, Model, Op, TensorType, Type, ValueDef, ValueId};
 use onnx_protobuf::attribute_proto::AttributeType;
 use onnx_protobuf::tensor_proto::DataLocation;
@@ -14,6 +14,11 @@ use onnx_protobuf::{
 };
 use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
+
+/// The oldest default-domain opset a model may import.
+pub const MIN_OPSET: i64 = 1;
+/// The newest default-domain opset gen-compile knows (that of the ONNX release it follows).
+pub const MAX_OPSET: i64 = 24;
 
 /// Loads a model file (external data is read relative to its folder).
 pub fn load(path: &Path) -> Result<Model, ImportError> {
@@ -67,7 +72,18 @@ pub fn import_model(mut mp: ModelProto, base: Option<&Path>) -> Result<Model, Im
             (d.to_string(), o.version)
         })
         .collect();
-    let opset = opsets.get("").copied().unwrap_or(1);
+    if opsets.is_empty() {
+        return Err(ImportError::NoOpset);
+    }
+    // a model of other domains only (ai.onnx.ml, training) uses no default-domain operator
+    let opset = opsets.get("").copied().unwrap_or(MIN_OPSET);
+    if !(MIN_OPSET..=MAX_OPSET).contains(&opset) {
+        return Err(ImportError::Opset {
+            opset,
+            min: MIN_OPSET,
+            max: MAX_OPSET,
+        });
+    }
     let cx = Importer { base, opset };
     let graph = cx.graph(&gp, false)?;
     let mut m = Model {
@@ -155,6 +171,14 @@ impl Importer<'_> {
             let v = match g.by_name(&tp.name) {
                 Some(v) if g.value(v).def == ValueDef::Input && g.value(v).init.is_none() => {
                     let ty = Type::Tensor(t.ty());
+                    if let Some(declared) = g.ty(v).tensor().filter(|d| conflicts(d, &t.ty())) {
+                        return Err(ImportError::InitializerMismatch {
+                            graph: gname.clone(),
+                            name: tp.name.clone(),
+                            declared: describe(declared),
+                            actual: describe(&t.ty()),
+                        });
+                    }
                     let val = g.value_mut(v);
                     if val.ty.tensor().is_none_or(|tt| tt.shape.is_none()) {
                         val.ty = ty;
@@ -273,9 +297,11 @@ impl Importer<'_> {
                 .collect::<Vec<_>>()
                 .join(", "),
         })?;
-        for n in g.order().to_vec() {
-            infer_and_store(&mut g, n, self.opset);
-        }
+        infer_graph(&mut g, self.opset).map_err(|e| ImportError::Invalid {
+            graph: gname.clone(),
+            node: e.node,
+            message: e.reason,
+        })?;
         let mut rest = gp.clone();
         rest.node.clear();
         rest.name.clear();
@@ -290,6 +316,8 @@ impl Importer<'_> {
 
     fn attrs(&self, np: &NodeProto, gname: &str) -> Result<BTreeMap<String, Attr>, ImportError> {
         let mut out = BTreeMap::new();
+        // attribute types are checked for the operators whose attributes we read
+        let checked = !matches!(Op::from_onnx(&np.domain, &np.op_type), Op::Other { .. });
         for a in &np.attribute {
             let err = |message: String| ImportError::Attribute {
                 graph: gname.to_string(),
@@ -301,6 +329,18 @@ impl Importer<'_> {
                 attr: a.name.clone(),
                 message,
             };
+            // (an unset type is told from the field present, see `guess_attr_type`)
+            let given = a
+                .type_
+                .enum_value()
+                .ok()
+                .filter(|t| *t != AttributeType::UNDEFINED);
+            let wanted = attr_type(&a.name).filter(|_| checked);
+            if let (Some(want), Some(got)) = (wanted, given) {
+                if want != got {
+                    return Err(err(format!("must be {want:?}, but the file gives {got:?}")));
+                }
+            }
             let v = self.attr(a).map_err(|e| match e {
                 AttrError::Tensor(e) => err(e.to_string()),
                 AttrError::Graph(e) => e,
@@ -374,4 +414,96 @@ fn guess_attr_type(a: &AttributeProto) -> AttributeType {
     } else {
         INT
     }
+}
+
+/// Whether an initializer's type contradicts the type its graph input declares (an element
+/// type, a rank or a fixed size that differ; symbolic and unknown sizes match anything).
+fn conflicts(declared: &TensorType, actual: &TensorType) -> bool {
+    if declared.dtype != DType::Undefined && declared.dtype != actual.dtype {
+        return true;
+    }
+    match (&declared.shape, &actual.shape) {
+        (Some(d), Some(a)) => {
+            d.len() != a.len()
+                || d.iter()
+                    .zip(a)
+                    .any(|(x, y)| matches!((x, y), (Dim::Fixed(p), Dim::Fixed(q)) if p != q))
+        }
+        _ => false,
+    }
+}
+
+/// A tensor type for messages: `f32[2, 3]`.
+fn describe(t: &TensorType) -> String {
+    let dims = match &t.shape {
+        Some(s) => s.iter().map(Dim::to_string).collect::<Vec<_>>().join(", "),
+        None => "?".into(),
+    };
+    format!("{}[{dims}]", t.dtype.name())
+}
+
+/// The type every default-domain operator gives an attribute of this name (None for names
+/// whose type differs between operators, or that we never read).
+fn attr_type(name: &str) -> Option<AttributeType> {
+    use AttributeType::*;
+    Some(match name {
+        "axis"
+        | "keepdims"
+        | "noop_with_empty_axes"
+        | "transA"
+        | "transB"
+        | "group"
+        | "ceil_mode"
+        | "count_include_pad"
+        | "storage_order"
+        | "allowzero"
+        | "blocksize"
+        | "batch_dims"
+        | "stash_type"
+        | "dtype"
+        | "to"
+        | "fmod"
+        | "ignore_index"
+        | "largest"
+        | "sorted"
+        | "exclusive"
+        | "reverse"
+        | "upper"
+        | "start"
+        | "end"
+        | "exclude_outside"
+        | "antialias"
+        | "training_mode"
+        | "num_groups"
+        | "select_last_index"
+        | "center_point_box"
+        | "sample_size"
+        | "value_int" => INT,
+        "alpha"
+        | "beta"
+        | "epsilon"
+        | "momentum"
+        | "cubic_coeff_a"
+        | "extrapolation_value"
+        | "value_float"
+        | "mean"
+        | "scale"
+        | "high"
+        | "low" => FLOAT,
+        "axes" | "perm" | "pads" | "strides" | "dilations" | "kernel_shape" | "output_shape"
+        | "output_padding" | "split" | "starts" | "ends" | "value_ints" => INTS,
+        "value_floats" => FLOATS,
+        "auto_pad"
+        | "mode"
+        | "reduction"
+        | "equation"
+        | "direction"
+        | "approximate"
+        | "coordinate_transformation_mode"
+        | "nearest_mode"
+        | "keep_aspect_ratio_policy"
+        | "value_string" => STRING,
+        "then_branch" | "else_branch" | "body" => GRAPH,
+        _ => return None,
+    })
 }

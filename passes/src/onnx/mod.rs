@@ -5,7 +5,7 @@ mod import;
 pub mod tensor;
 
 pub use export::{save, to_bytes, to_proto, ExportError, ExportOptions, ExternalData};
-pub use import::{from_bytes, import_model, load};
+pub use import::{from_bytes, import_model, load, MAX_OPSET, MIN_OPSET};
 
 use std::path::PathBuf;
 
@@ -43,6 +43,34 @@ pub enum ImportError {
     },
     #[error("graph '{graph}': {message}")]
     Unsupported { graph: String, message: String },
+    #[error(
+        "the model imports no opset: every ONNX model must name the opsets (ai.onnx and any \
+         other domain) its operators follow"
+    )]
+    NoOpset,
+    #[error(
+        "default-domain (ai.onnx) opset {opset} is not supported: gen-compile reads opsets \
+         {min} to {max}"
+    )]
+    Opset { opset: i64, min: i64, max: i64 },
+    #[error(
+        "graph '{graph}': initializer '{name}' is {actual}, but the graph input of that name \
+         is declared {declared}"
+    )]
+    InitializerMismatch {
+        graph: String,
+        name: String,
+        declared: String,
+        actual: String,
+    },
+    /// A node no valid model has (found by inference: an overflowing size, a list of the
+    /// wrong length).
+    #[error("graph '{graph}', node {node}: {message}")]
+    Invalid {
+        graph: String,
+        node: String,
+        message: String,
+    },
 }
 
 impl ImportError {

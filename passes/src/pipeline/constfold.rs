@@ -8,15 +8,24 @@
 //! Needs: nothing. Guarantees: folded values equal what the runtime would compute.
 
 use super::{Context, Pass};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::ir::infer::{constant_attr_value, infer_graph, slice_range};
 use crate::ir::{Attr, DType, Dim, Graph, Model, Node, Op, Tensor, TensorData, Value, ValueDef};
 use std::collections::BTreeMap;
 
 pub struct ConstantFolding;
 
-/// Folded tensors stay small: shape vectors, not data.
+/// Folded tensors stay small: shape vectors, not data. This is also the budget of what
+/// folding reads or builds: larger constants (or sizes a file claims) are left unfolded.
 const MAX_FOLDED_ELEMENTS: usize = 64;
+
+/// The element count of `dims` when it is within the folding budget.
+fn small_numel(dims: &[i64]) -> Option<usize> {
+    let n = dims
+        .iter()
+        .try_fold(1usize, |p, &d| p.checked_mul(usize::try_from(d).ok()?))?;
+    (n <= MAX_FOLDED_ELEMENTS).then_some(n)
+}
 
 impl Pass for ConstantFolding {
     fn name(&self) -> &'static str {
@@ -28,7 +37,7 @@ impl Pass for ConstantFolding {
     fn run(&mut self, m: &mut Model, _cx: &mut Context) -> Result<bool> {
         let opset = m.opset();
         let g = &mut m.graph;
-        infer_graph(g, opset);
+        infer_graph(g, opset).map_err(|e| Error::stage("constant-folding", e))?;
         let mut changed = false;
         for n in g.order().to_vec() {
             let node = g.node(n);
@@ -57,9 +66,7 @@ impl Pass for ConstantFolding {
                 else {
                     continue;
                 };
-                if vals.len() > MAX_FOLDED_ELEMENTS
-                    || vals.len() != shape.iter().product::<i64>() as usize
-                {
+                if small_numel(&shape) != Some(vals.len()) {
                     continue;
                 }
                 int_tensor(tt.dtype, &shape, &vals)
@@ -99,8 +106,7 @@ fn int_tensor(dtype: DType, shape: &[i64], vals: &[i64]) -> Tensor {
 /// exporter builds Resize scales that way): their bytes one after the other. Initializers are
 /// left alone: float ones are parameters.
 fn concat_constants(g: &Graph, node: &Node, shape: &[i64]) -> Option<Tensor> {
-    let numel = shape.iter().product::<i64>();
-    if node.op != Op::Concat || !(0..=MAX_FOLDED_ELEMENTS as i64).contains(&numel) {
+    if node.op != Op::Concat || small_numel(shape).is_none() {
         return None;
     }
     let axis = node.attr_int("axis").unwrap_or(0);
@@ -142,11 +148,13 @@ fn known_values(val: &Value, shape: &[i64]) -> Option<Vec<i64>> {
 /// The values of a small integer node of output `shape` whose inputs are constants, for the
 /// operators that only copy, reorder or repeat elements.
 fn evaluate(g: &Graph, node: &Node, shape: &[i64]) -> Option<Vec<i64>> {
-    let numel = shape.iter().product::<i64>();
-    if !(0..=MAX_FOLDED_ELEMENTS as i64).contains(&numel) {
-        return None;
-    }
-    let input = |i: usize| g.constant(node.input(i)?);
+    let numel = small_numel(shape)?;
+    // only constants within the budget are read (an input larger than the output it
+    // rearranges into is no valid model)
+    let input = |i: usize| {
+        g.constant(node.input(i)?)
+            .filter(|t| small_numel(&t.dims).is_some() && t.nbytes() <= 8 * MAX_FOLDED_ELEMENTS)
+    };
     match node.op {
         Op::ConstantOfShape => {
             let v = match node.attr("value") {
@@ -154,7 +162,7 @@ fn evaluate(g: &Graph, node: &Node, shape: &[i64]) -> Option<Vec<i64>> {
                 None => 0,
                 Some(_) => return None,
             };
-            Some(vec![v; numel as usize])
+            Some(vec![v; numel])
         }
         Op::Reshape | Op::Squeeze | Op::Unsqueeze | Op::Flatten | Op::Identity | Op::Cast => {
             input(0)?.to_i64_vec()
@@ -175,10 +183,14 @@ fn evaluate(g: &Graph, node: &Node, shape: &[i64]) -> Option<Vec<i64>> {
                 .iter()
                 .map(|&a| t.dims.get(a).copied())
                 .collect::<Option<_>>()?;
-            indices(&out_dims)
+            indices(&out_dims)?
                 .into_iter()
                 .map(|ix| {
-                    let flat: i64 = ix.iter().zip(&perm).map(|(&i, &a)| i * src[a]).sum();
+                    let flat: i64 = ix
+                        .iter()
+                        .zip(&perm)
+                        .map(|(&i, &a)| Some(i * src.get(a)?))
+                        .sum::<Option<i64>>()?;
                     vals.get(usize::try_from(flat).ok()?).copied()
                 })
                 .collect()
@@ -208,11 +220,14 @@ fn evaluate(g: &Graph, node: &Node, shape: &[i64]) -> Option<Vec<i64>> {
             }
             let src = strides(&t.dims);
             let vals = t.to_i64_vec()?;
-            indices(shape)
+            indices(shape)?
                 .into_iter()
                 .map(|ix| {
                     let flat: i64 = (0..r as usize)
-                        .map(|a| Some((first[a] + ix.get(a)? * step[a]) * src[a]))
+                        .map(|a| {
+                            let at = ix.get(a)?.checked_mul(step[a])?.checked_add(first[a])?;
+                            at.checked_mul(src[a])
+                        })
                         .sum::<Option<i64>>()?;
                     vals.get(usize::try_from(flat).ok()?).copied()
                 })
@@ -222,26 +237,26 @@ fn evaluate(g: &Graph, node: &Node, shape: &[i64]) -> Option<Vec<i64>> {
     }
 }
 
-/// Row-major strides of `dims`.
+/// Row-major strides of `dims` (saturating: only used for tensors within the budget).
 fn strides(dims: &[i64]) -> Vec<i64> {
     let mut s = vec![1i64; dims.len()];
     for a in (0..dims.len().saturating_sub(1)).rev() {
-        s[a] = s[a + 1] * dims[a + 1];
+        s[a] = s[a + 1].saturating_mul(dims[a + 1]);
     }
     s
 }
 
-/// Every multi-index of `dims`, in row-major order.
-fn indices(dims: &[i64]) -> Vec<Vec<i64>> {
-    dims.iter().fold(vec![vec![]], |acc, &d| {
-        acc.into_iter()
-            .flat_map(|ix| {
-                (0..d).map(move |i| {
-                    let mut next = ix.clone();
-                    next.push(i);
-                    next
-                })
-            })
-            .collect()
-    })
+/// Every multi-index of `dims`, in row-major order (None beyond the folding budget).
+fn indices(dims: &[i64]) -> Option<Vec<Vec<i64>>> {
+    let n = small_numel(dims)?;
+    let src = strides(dims);
+    let ix = (0..n as i64)
+        .map(|flat| {
+            src.iter()
+                .zip(dims)
+                .map(|(&s, &d)| (flat / s) % d)
+                .collect()
+        })
+        .collect();
+    Some(ix)
 }

@@ -58,7 +58,7 @@ impl Pass for LowerSequences {
                 )
             })?;
             // the pieces' users learn the types the slices now give them
-            infer_graph(g, opset);
+            infer_graph(g, opset).map_err(|e| Error::stage("lower-sequences", e))?;
         }
         Ok(changed)
     }
