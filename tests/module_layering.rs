@@ -213,8 +213,9 @@ impl Crate {
         &self.files[m].0
     }
 
-    /// Each import cycle, as `a.rs → b.rs (path) → a.rs (path)`.
-    fn cycles(&self) -> Vec<String> {
+    /// Each import cycle: the files of its strongly connected component, and one cycle through
+    /// them as `a.rs → b.rs (path) → a.rs (path)`.
+    fn cycles(&self) -> Vec<(Vec<String>, String)> {
         let mut g: DiGraph<ModPath, String> = DiGraph::new();
         let ix: HashMap<&ModPath, NodeIndex> = self
             .files
@@ -269,7 +270,8 @@ impl Crate {
                     .unwrap_or("?");
                 text.push_str(&format!(" → {} ({e})", self.label(&g[w[1]])));
             }
-            out.push(text);
+            let members = scc.iter().map(|&n| self.label(&g[n]).to_string()).collect();
+            out.push((members, text));
         }
         out
     }
@@ -338,20 +340,39 @@ fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-fn check(lib: &str) -> (Crate, Vec<String>) {
+fn check(lib: &str) -> (Crate, Vec<(Vec<String>, String)>) {
     let krate = load(&root().join(lib), &|p| std::fs::read_to_string(p).ok())
         .unwrap_or_else(|e| panic!("{e}"));
     let cycles = krate.cycles();
     (krate, cycles)
 }
 
+/// Cycles that predate this check, tolerated while every file of the cycle stays inside the
+/// folder (to be removed as they are fixed; none may be added):
+/// - `autodiff/`: the rule files import `GradCx`/`GradError`/`norm_axis` from `autodiff/mod.rs`,
+///   which imports the registry, which imports the rule files;
+/// - `onnx/`: `ImportError` is defined in `onnx/mod.rs`, which re-exports `import.rs`.
+const KNOWN_CYCLES: &[&str] = &["passes/src/autodiff/", "passes/src/onnx/"];
+
 #[test]
 fn no_import_cycles_between_modules() {
+    let base = format!("{}/", root().display());
     let mut all = Vec::new();
     for lib in ["passes/src/lib.rs", "runtime/src/lib.rs", "src/lib.rs"] {
         let (krate, cycles) = check(lib);
         assert!(!krate.files.is_empty(), "{lib}: no modules found");
-        all.extend(cycles);
+        for (members, text) in cycles {
+            let known = KNOWN_CYCLES.iter().any(|dir| {
+                members
+                    .iter()
+                    .all(|m| m.trim_start_matches(&base).starts_with(dir))
+            });
+            if known {
+                eprintln!("known cycle (KNOWN_CYCLES): {}", text.replace(&base, ""));
+            } else {
+                all.push(text.replace(&base, ""));
+            }
+        }
     }
     assert!(
         all.is_empty(),
@@ -401,10 +422,11 @@ fn a_cycle_is_found_and_named() {
     .unwrap();
     let cycles = krate.cycles();
     assert_eq!(cycles.len(), 1, "{cycles:?}");
+    let (members, text) = &cycles[0];
+    assert_eq!(members.len(), 2, "{members:?}");
+    assert!(text.contains("x/a.rs") && text.contains("x/b.rs"), "{text}");
     assert!(
-        cycles[0].contains("x/a.rs") && cycles[0].contains("x/b.rs"),
-        "{}",
-        cycles[0]
+        text.contains("use crate::Thing") || text.contains("super::a::g"),
+        "{text}"
     );
-    assert!(cycles[0].contains("use crate::Thing") || cycles[0].contains("super::a::g"));
 }
