@@ -7,7 +7,10 @@
 //!    BatchNorm/Dropout, parameter discovery, autodiff;
 //! 3. train stages (`pipeline::train`): optimizer update, GeN controller, contract.
 //!
-//! Cleanup runs again at the end of each pipeline to drop what the stages left unused.
+//! Cleanup runs again at the end of each pipeline to drop what the stages left unused. After
+//! the train pipeline the companions step compiles the eval graph from the imported model.
+//!
+//! This driver sits on top of the pipeline modules: it imports them, none of them imports it.
 
 use crate::error::Result;
 use crate::ir::Model;
@@ -89,7 +92,7 @@ pub fn compile(
     let start = model.clone();
     pm.run(&mut model, &mut cx)?;
     let companions = if emit == Emit::Train {
-        pipeline::train::companions(start, options, debug)?
+        companions(start, options, debug)?
     } else {
         Vec::new()
     };
@@ -100,4 +103,14 @@ pub fn compile(
         printed: pm.printed,
         warnings: cx.warnings,
     })
+}
+
+/// Companion files of a train graph (the eval graph), compiled from the imported model.
+fn companions(
+    start: Model,
+    options: &CompileOptions,
+    debug: &pipeline::Debug,
+) -> Result<Vec<(String, Model)>> {
+    let eval = compile(start, Emit::Eval, options, debug)?;
+    Ok(vec![("eval".to_string(), eval.model)])
 }

@@ -5,7 +5,7 @@
 //! contract's inputs, carrying the state and reading the reported outputs happen above it, once
 //! for every backend.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use ort::memory::AllocationDevice;
 use ort::value::{DynTensorValueType, DynValue, ValueType};
@@ -14,8 +14,19 @@ use crate::engine::{Engine, InputSpec, Placement, SessionSettings};
 use crate::env::Ort;
 use crate::error::{ort_err, Result, RuntimeError};
 use crate::profile::ProviderReport;
-use crate::session::TrainOptions;
 use crate::tensor::{describe_value_type, DType, HostTensor};
+
+/// How to open a train graph: the backend's library and session settings, and what the
+/// session above it feeds (`lazy_freq`). Defined here, below the sessions, because opening is
+/// the backend's job.
+#[derive(Clone, Debug, Default)]
+pub struct TrainOptions {
+    pub session: SessionSettings,
+    /// ONNX Runtime library (else the usual search, see [`crate::find_library`]).
+    pub ort_lib: Option<PathBuf>,
+    /// Override the graph's `lazy_freq` (fed to `controls.lazy_freq`).
+    pub lazy_freq: Option<u64>,
+}
 
 /// A library that runs train and eval graphs: [`OrtBackend`], or `TractBackend` with the cargo
 /// feature `tract`. Sealed: its operations are internal to gen-runtime.

@@ -14,11 +14,12 @@ use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
+use crate::backend::TrainOptions;
 use crate::data::Dataset;
 use crate::device::Device;
 use crate::engine::SessionSettings;
 use crate::error::{Result, RuntimeError};
-use crate::session::{TrainOptions, TrainSession};
+use crate::session::TrainSession;
 use crate::train::Driver;
 
 /// What to benchmark.

@@ -31,7 +31,7 @@ mod tensor;
 mod tract_backend;
 mod train;
 
-pub use backend::{Backend, OrtBackend};
+pub use backend::{Backend, OrtBackend, TrainOptions};
 pub use bench::{bench_worker, run_bench, BenchConfig, BenchReport, BenchSide};
 pub use checkpoint::Checkpoint;
 pub use contract::{Contract, Controls, GraphKind, Outputs, StateEntry, StateRole, CONTRACT_KEY};
@@ -46,7 +46,7 @@ pub use metrics::{read_records, MetricsLog, MetricsRecord, CSV_COLUMNS};
 pub use model::OnnxModel;
 pub use oneshot::{run_model, ModelRun, RunModelOptions};
 pub use profile::ProviderReport;
-pub use session::{StepResult, Tensors, TrainOptions, TrainSession, Transfer};
+pub use session::{StepResult, Tensors, TrainSession, Transfer};
 pub use stream::{BatchStream, SplitMix64, StreamPosition, PROBE_STREAM, TRAIN_STREAM};
 pub use tensor::{DType, Element, HostTensor};
 #[cfg(feature = "tract")]

@@ -7,23 +7,13 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::backend::{Backend, OrtBackend};
+use crate::backend::{Backend, OrtBackend, TrainOptions};
 use crate::contract::{Contract, GraphKind, StateRole};
-use crate::engine::{InputSpec, Placement, SessionSettings};
+use crate::engine::{InputSpec, Placement};
 use crate::error::{Result, RuntimeError};
 use crate::model::OnnxModel;
 use crate::profile::ProviderReport;
 use crate::tensor::HostTensor;
-
-/// How to open a train graph.
-#[derive(Clone, Debug, Default)]
-pub struct TrainOptions {
-    pub session: SessionSettings,
-    /// ONNX Runtime library (else the usual search, see [`crate::find_library`]).
-    pub ort_lib: Option<PathBuf>,
-    /// Override the graph's `lazy_freq` (fed to `controls.lazy_freq`).
-    pub lazy_freq: Option<u64>,
-}
 
 /// What one training step reported.
 #[derive(Clone, Debug, PartialEq)]

@@ -20,11 +20,11 @@ use std::path::Path;
 use tract_onnx::prelude::*;
 use tract_onnx::tract_hir::infer::Factoid;
 
+use crate::backend::TrainOptions;
 use crate::backend::{sealed::Run, Backend};
 use crate::engine::{InputSpec, ModelSource, Placement, SessionSettings};
 use crate::error::{panic_message, Result, RuntimeError};
 use crate::profile::ProviderReport;
-use crate::session::TrainOptions;
 use crate::tensor::{DType, HostTensor};
 
 /// Runs `model` once on tract with `inputs` (by graph input name; inputs with initializers may be

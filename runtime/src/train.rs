@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
+use crate::backend::TrainOptions;
 use crate::backend::{Backend, OrtBackend};
 use crate::checkpoint::{fingerprint, Checkpoint};
 use crate::data::Dataset;
@@ -21,7 +22,7 @@ use crate::export::export_inference;
 use crate::fsutil::write_atomic;
 use crate::metrics::{MetricsLog, MetricsRecord};
 use crate::profile::ProviderReport;
-use crate::session::{StepResult, TrainOptions, TrainSession, Transfer};
+use crate::session::{StepResult, TrainSession, Transfer};
 use crate::stream::{BatchStream, PROBE_STREAM, TRAIN_STREAM};
 
 /// How long to train.

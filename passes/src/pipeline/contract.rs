@@ -9,7 +9,8 @@
 //! `eval-contract` needs `cx.loss` and `cx.params`: outputs `loss`, `accuracy` (classification)
 //! and the model's outputs; state lists the parameters and buffers as inputs only.
 
-use super::train::{accuracy, Role};
+use super::build::{cast_to, reserved_prefix};
+use super::context::{Role, StateKey};
 use super::{Context, Pass};
 use crate::error::{Error, Result};
 use crate::ir::{Builder, DType, Graph, Model, Op, ValueDef, ValueId};
@@ -300,25 +301,25 @@ impl Pass for TrainContractPass {
             return Err(err(ContractError::NoPlan));
         }
         let opset = m.opset();
-        let prefix = super::gen::reserved_prefix(&m.graph, "contract/");
+        let prefix = reserved_prefix(&m.graph, "contract/");
         let mut outs = GraphOutputs::new(&m.graph);
         let data = data_names(&m.graph, cx);
         let class = classification(&m.graph, cx);
         let mut b = Builder::new(&mut m.graph, opset, &prefix);
         let loss_out = outs.add(&mut b, loss, "loss");
         let mut state = Vec::new();
-        for &(input, next, role) in &plan.carried {
-            let in_name = b.g.name(input).to_string();
+        for c in &plan.carried {
+            let in_name = b.g.name(c.input).to_string();
             let desired = format!("{in_name}.next");
-            let out = if role == Role::Lr {
-                outs.add_named(&mut b, next, &desired, "lr")
+            let out = if c.key == StateKey::Lr {
+                outs.add_named(&mut b, c.next, &desired, "lr")
             } else {
-                outs.add(&mut b, next, &desired)
+                outs.add(&mut b, c.next, &desired)
             };
             state.push(StateEntry {
                 input: in_name,
                 output: Some(b.g.name(out).to_string()),
-                role: role.as_str().to_string(),
+                role: c.role.as_str().to_string(),
             });
         }
         let mut controls = BTreeMap::new();
@@ -328,8 +329,11 @@ impl Pass for TrainContractPass {
             outs.add_named(&mut b, gp.probe_losses, "gen.probe_losses", "probe_losses");
             controls.insert("scale".into(), b.g.name(gp.scale).to_string());
             controls.insert("lazy_freq".into(), b.g.name(gp.lazy_freq).to_string());
-            for (p, mirrored) in &gp.probe_inputs {
-                probe_data.insert(b.g.name(*p).to_string(), mirrored.clone());
+            for p in &gp.probe_inputs {
+                probe_data.insert(b.g.name(p.input).to_string(), p.data_name.clone());
+            }
+            for (name, v) in &gp.controller_outputs {
+                outs.add_named(&mut b, *v, name, name);
             }
         }
         outs.add_accuracy(&mut b, class);
@@ -365,7 +369,7 @@ impl Pass for EvalContractPass {
         let err = |e| Error::stage("eval-contract", e);
         let loss = cx.loss.ok_or_else(|| err(ContractError::NoLoss("eval")))?;
         let opset = m.opset();
-        let prefix = super::gen::reserved_prefix(&m.graph, "contract/");
+        let prefix = reserved_prefix(&m.graph, "contract/");
         let mut outs = GraphOutputs::new(&m.graph);
         let data = data_names(&m.graph, cx);
         let class = classification(&m.graph, cx);
@@ -412,4 +416,30 @@ impl Pass for EvalContractPass {
         contract.write(m);
         Ok(true)
     }
+}
+
+/// The classification accuracy of `logits` (class axis last) against integer `labels`:
+/// the fraction of positions whose label is not −100 where the argmax equals the label.
+pub fn accuracy(b: &mut Builder, logits: ValueId, labels: ValueId) -> ValueId {
+    let pred = b.op(
+        Op::ArgMax,
+        &[logits],
+        vec![
+            ("axis", crate::ir::Attr::Int(-1)),
+            ("keepdims", crate::ir::Attr::Int(0)),
+        ],
+    );
+    let labels = cast_to(b, labels, DType::I64);
+    let eq = b.op(Op::Equal, &[pred, labels], vec![]);
+    let ignore = b.scalar(DType::I64, -100.0);
+    let ignored = b.op(Op::Equal, &[labels, ignore], vec![]);
+    let valid = b.op(Op::Not, &[ignored], vec![]);
+    let hit = b.op(Op::And, &[eq, valid], vec![]);
+    let hit = b.cast(hit, DType::F32);
+    let valid = b.cast(valid, DType::F32);
+    let hits = b.sum_all(hit);
+    let count = b.sum_all(valid);
+    let one = b.scalar(DType::F32, 1.0);
+    let count = b.op(Op::Max, &[count, one], vec![]);
+    b.div(hits, count)
 }

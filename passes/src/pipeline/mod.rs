@@ -1,11 +1,19 @@
-//! The pass manager: an explicit ordered list of passes; each reports whether it changed the
-//! model; the IR is verified after every pass and a failure names the pass; the text form can
-//! be printed after any pass (`--print-after NAME`, `--dump-dir DIR`).
+//! The passes and the pipelines they form.
 //!
-//! Pipelines (see `pipelines`): cleanup passes (constant folding, dead-code elimination) run to
-//! a fixed point; training passes run once, in the order their comments give.
+//! `manager.rs`: the `Pass` trait and the pass manager (an explicit ordered list of passes; each
+//! reports whether it changed the model; the IR is verified after every pass and a failure names
+//! the pass; the text form can be printed after any pass: `--print-after NAME`, `--dump-dir
+//! DIR`). `context.rs`: what the passes hand to each other. Cleanup passes (constant folding,
+//! CSE, dead-code elimination) run to a fixed point; training passes run once, in the order
+//! `grad.rs` and `train.rs` give.
+//!
+//! Layering (ARCHITECTURE.md, checked by `tests/module_layering.rs`): a pass file may import
+//! `context`, `manager`, the shared helpers (`build`, `layout`, `optimizer`) and the passes it
+//! schedules; nothing below imports this file or the pipeline lists above it.
 
+pub mod build;
 pub mod constfold;
+pub mod context;
 pub mod contract;
 pub mod cse;
 pub mod dce;
@@ -13,166 +21,17 @@ pub mod eval;
 pub mod gen;
 pub mod grad;
 pub mod inline;
+pub mod layout;
 pub mod loss;
+pub mod manager;
 pub mod optimizer;
 pub mod params;
 pub mod sequences;
 pub mod train;
 pub mod training_mode;
 
-use crate::error::{Error, Result};
-use crate::ir::text::model_to_text;
-use crate::ir::verify::verify;
-use crate::ir::{Model, ValueId};
-use crate::options::CompileOptions;
-use std::path::PathBuf;
-
-/// What the training passes hand to each other.
-#[derive(Debug, Default)]
-pub struct Context {
-    pub options: CompileOptions,
-    /// The scalar loss (set by the loss pass).
-    pub loss: Option<ValueId>,
-    /// Trainable parameters: graph inputs with initializer defaults (set by parameter discovery).
-    pub params: Vec<ValueId>,
-    /// Carried non-parameter state such as BatchNorm running statistics: (input, updated output).
-    pub buffers: Vec<(ValueId, ValueId)>,
-    /// One gradient per parameter, aligned with `params` (set by autodiff).
-    pub grads: Vec<ValueId>,
-    /// Names of the user's model inputs and outputs before any training pass.
-    pub model_inputs: Vec<String>,
-    pub model_outputs: Vec<String>,
-    /// Inputs the loss pass added (labels).
-    pub label_inputs: Vec<ValueId>,
-    /// Free-form notes passes leave for the contract's `config` (JSON values).
-    pub config: serde_json::Map<String, serde_json::Value>,
-    /// The training step being built by the train stages (optimizer, GeN, update, contract).
-    pub train: Option<train::TrainPlan>,
-    /// Dropouts lowered to explicit masks (set by training-mode lowering): a deterministic
-    /// clone of the forward graph (GeN probes) maps each `output` to its `input`.
-    pub dropouts: Vec<training_mode::LoweredDropout>,
-    /// Warnings for the user (the CLI prints them), e.g. parameters folded by the exporter.
-    pub warnings: Vec<String>,
-}
-
-/// One compiler pass.
-pub trait Pass {
-    /// Short kebab-case name, used by `--print-after` and in errors.
-    fn name(&self) -> &'static str;
-    /// Runs the pass; returns whether it changed the model.
-    fn run(&mut self, m: &mut Model, cx: &mut Context) -> Result<bool>;
-    /// Cleanup passes are repeated until none changes anything.
-    fn is_cleanup(&self) -> bool {
-        false
-    }
-}
-
-/// How the manager reports between passes.
-#[derive(Debug, Default, Clone)]
-pub struct Debug {
-    /// Print the IR after passes with these names ("all" for every pass).
-    pub print_after: Vec<String>,
-    /// Write `NN-pass.txt` with the IR after every pass into this folder.
-    pub dump_dir: Option<PathBuf>,
-}
-
-/// What one pass did, for `--verbose` and tests.
-#[derive(Debug, Clone, PartialEq)]
-pub struct PassRecord {
-    pub name: &'static str,
-    pub changed: bool,
-    pub nodes_after: usize,
-}
-
-/// Runs passes in order, verifying after each.
-pub struct PassManager {
-    passes: Vec<Box<dyn Pass>>,
-    pub debug: Debug,
-    pub records: Vec<PassRecord>,
-    /// Where printed IR goes (stdout by default; tests capture it).
-    pub printed: Vec<(String, String)>,
-}
-
-/// Upper bound on cleanup rounds (a pass that keeps reporting changes is a bug; stop anyway).
-const MAX_CLEANUP_ROUNDS: usize = 16;
-
-impl PassManager {
-    pub fn new(passes: Vec<Box<dyn Pass>>) -> Self {
-        PassManager {
-            passes,
-            debug: Debug::default(),
-            records: Vec::new(),
-            printed: Vec::new(),
-        }
-    }
-
-    /// The names of the passes, in order.
-    pub fn names(&self) -> Vec<&'static str> {
-        self.passes.iter().map(|p| p.name()).collect()
-    }
-
-    pub fn run(&mut self, m: &mut Model, cx: &mut Context) -> Result<()> {
-        let mut i = 0;
-        while i < self.passes.len() {
-            if self.passes[i].is_cleanup() {
-                // a run of consecutive cleanup passes loops to a fixed point
-                let end = (i..self.passes.len())
-                    .find(|&j| !self.passes[j].is_cleanup())
-                    .unwrap_or(self.passes.len());
-                for _ in 0..MAX_CLEANUP_ROUNDS {
-                    let mut any = false;
-                    for j in i..end {
-                        any |= self.run_one(j, m, cx)?;
-                    }
-                    if !any {
-                        break;
-                    }
-                }
-                i = end;
-            } else {
-                self.run_one(i, m, cx)?;
-                i += 1;
-            }
-        }
-        Ok(())
-    }
-
-    fn run_one(&mut self, i: usize, m: &mut Model, cx: &mut Context) -> Result<bool> {
-        let pass = &mut self.passes[i];
-        let name = pass.name();
-        let changed = pass.run(m, cx)?;
-        verify(&m.graph).map_err(|error| Error::Verify {
-            after: format!("pass '{name}'"),
-            error,
-        })?;
-        self.records.push(PassRecord {
-            name,
-            changed,
-            nodes_after: m.graph.node_count(),
-        });
-        let want = self
-            .debug
-            .print_after
-            .iter()
-            .any(|p| p == name || p == "all");
-        if want || self.debug.dump_dir.is_some() {
-            let text = model_to_text(m);
-            if let Some(dir) = &self.debug.dump_dir {
-                let file = dir.join(format!("{:02}-{name}.txt", self.records.len()));
-                std::fs::write(&file, &text).map_err(|e| {
-                    Error::stage(
-                        "dump-dir",
-                        std::io::Error::new(e.kind(), format!("{}: {e}", file.display())),
-                    )
-                })?;
-            }
-            if want {
-                self.printed.push((name.to_string(), text));
-            }
-        }
-        Ok(changed)
-    }
-}
+pub use context::Context;
+pub use manager::{Debug, Pass, PassManager, PassRecord};
 
 /// The cleanup passes every pipeline starts with.
 pub fn cleanup_passes() -> Vec<Box<dyn Pass>> {
@@ -182,8 +41,3 @@ pub fn cleanup_passes() -> Vec<Box<dyn Pass>> {
         Box::new(dce::DeadCodeElimination),
     ]
 }
-
-/// A stage that is not built yet: says so instead of writing a partial graph.
-#[derive(Debug, thiserror::Error)]
-#[error("{0} are not available in this version of gen-compile yet")]
-pub struct NotYet(pub &'static str);

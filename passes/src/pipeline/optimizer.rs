@@ -13,18 +13,33 @@
 //! very direction the step uses. The bias-correction factors are computed in float64 from the
 //! int64 step counter (as torch computes them in Python floats) and cast to the parameter type.
 //!
-//! Needs: `cx.params`, `cx.grads` (autodiff). Adds: the carried `gen.step` and `gen.lr` state,
-//! one state input per optimizer slot and parameter (`opt.m.<param>` ...; zeros as defaults),
-//! and in reference-compat mode with Adam the optimizer's own step counter `opt.step`.
-//! Guarantees: `cx.train` holds, per parameter, the direction `d` after one advance of the
-//! optimizer state and the advanced state; nothing is applied yet (`apply-update` does that
-//! once GeN has chosen the lr).
+//! The `optimizer` pass that adds the state inputs and calls these rules is in `train.rs`.
 
-use super::train::{ParamPlan, Slot, TrainPlan};
-use super::{Context, Pass};
-use crate::error::{Error, Result};
-use crate::ir::{Builder, DType, Graph, Model, Op, Tensor, TensorData, Type, ValueId};
-use crate::options::{CompileOptions, GenCompat, OptimizerKind};
+use super::build::cast_to;
+use crate::ir::{Builder, DType, Op, ValueId};
+use crate::options::{CompileOptions, OptimizerKind};
+
+/// One optimizer state slot kept per parameter.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Slot {
+    /// SGD's momentum buffer.
+    MomentumBuffer,
+    /// Adam's first moment.
+    ExpAvg,
+    /// Adam's second moment.
+    ExpAvgSq,
+}
+
+impl Slot {
+    /// Prefix of the state input's name (`opt.m.<param>`).
+    pub fn prefix(self) -> &'static str {
+        match self {
+            Slot::MomentumBuffer => "opt.buf",
+            Slot::ExpAvg => "opt.m",
+            Slot::ExpAvgSq => "opt.v",
+        }
+    }
+}
 
 /// Why the optimizer stage cannot build the update.
 #[derive(Debug, thiserror::Error)]
@@ -259,128 +274,5 @@ impl Optimizer {
                 slots: vec![],
             }
         }
-    }
-}
-
-/// `x` cast to `dt` when it is not of that type already.
-pub(crate) fn cast_to(b: &mut Builder, x: ValueId, dt: DType) -> ValueId {
-    if b.dtype(x) == dt {
-        x
-    } else {
-        b.cast(x, dt)
-    }
-}
-
-/// A zero tensor like `ty` (fully known shape).
-fn zeros(ty: &Type) -> Option<Tensor> {
-    let tt = ty.tensor()?;
-    let dims = tt.fixed_dims()?;
-    let n: i64 = dims.iter().product();
-    let bytes = (tt.dtype.bits() / 8) * n.max(0) as usize;
-    if !tt.dtype.is_float() {
-        return None;
-    }
-    Some(Tensor {
-        dtype: tt.dtype,
-        dims,
-        data: TensorData::Raw(vec![0u8; bytes]),
-    })
-}
-
-/// Adds a carried state input `name` with initial value `init`.
-pub(crate) fn state_input(g: &mut Graph, name: &str, init: Tensor) -> ValueId {
-    let ty = Type::Tensor(init.ty());
-    let v = g.add_input(name, ty);
-    g.value_mut(v).init = Some(init);
-    v
-}
-
-/// The `optimizer` pass: state inputs and the optimizer's direction for every parameter.
-pub struct OptimizerPass;
-
-impl Pass for OptimizerPass {
-    fn name(&self) -> &'static str {
-        "optimizer"
-    }
-
-    fn run(&mut self, m: &mut Model, cx: &mut Context) -> Result<bool> {
-        let err = |e| Error::stage("optimizer", e);
-        if cx.loss.is_none() {
-            return Err(err(OptimizerError::NoGradients));
-        }
-        if cx.params.len() != cx.grads.len() {
-            return Err(err(OptimizerError::Misaligned {
-                params: cx.params.len(),
-                grads: cx.grads.len(),
-            }));
-        }
-        let opt = Optimizer::from_options(&cx.options).map_err(err)?;
-        let opset = m.opset();
-        let g = &mut m.graph;
-        let mut params = Vec::with_capacity(cx.params.len());
-        for (&w, &grad) in cx.params.iter().zip(&cx.grads) {
-            let ty = g.ty(w).clone();
-            let z = zeros(&ty).ok_or_else(|| {
-                err(OptimizerError::BadParam {
-                    name: g.name(w).to_string(),
-                    ty: format!("{ty:?}"),
-                })
-            })?;
-            let name = g.name(w).to_string();
-            let slots: Vec<(Slot, ValueId)> = opt
-                .slots()
-                .iter()
-                .map(|s| {
-                    let n = g.fresh_name(&format!("{}.{name}", s.prefix()));
-                    (*s, state_input(g, &n, z.clone()))
-                })
-                .collect();
-            params.push((w, grad, slots));
-        }
-        let step = {
-            let n = g.fresh_name("gen.step");
-            state_input(g, &n, Tensor::from_i64(&[], &[0]))
-        };
-        let lr = {
-            let n = g.fresh_name("gen.lr");
-            state_input(g, &n, Tensor::scalar(DType::F32, cx.options.lr))
-        };
-        // the optimizer's own counter only differs from the step counter when GeN advances
-        // the state twice (reference compat) and the optimizer counts its steps (Adam)
-        let compat_twice = cx.options.gen && cx.options.compat == GenCompat::Reference;
-        let opt_step = (compat_twice && opt.counts_steps()).then(|| {
-            let n = g.fresh_name("opt.step");
-            state_input(g, &n, Tensor::from_i64(&[], &[0]))
-        });
-        let mut b = Builder::new(g, opset, "opt/");
-        let mut sc = opt.scalars(&mut b, opt_step.unwrap_or(step));
-        let mut plans = Vec::with_capacity(params.len());
-        for (w, grad, slots) in params {
-            let state: Vec<ValueId> = slots.iter().map(|(_, v)| *v).collect();
-            let adv = opt.advance(&mut b, w, grad, &state, &mut sc);
-            plans.push(ParamPlan {
-                w,
-                grad,
-                d: adv.d,
-                d_apply: adv.d,
-                slots: slots
-                    .iter()
-                    .zip(&adv.slots)
-                    .map(|(&(kind, input), &next)| (kind, input, next))
-                    .collect(),
-            });
-        }
-        cx.train = Some(TrainPlan {
-            optimizer: opt,
-            step,
-            lr,
-            opt_step,
-            params: plans,
-            lr_applied: lr,
-            gen: None,
-            buffers_next: cx.buffers.iter().map(|&(_, o)| o).collect(),
-            carried: Vec::new(),
-        });
-        Ok(true)
     }
 }

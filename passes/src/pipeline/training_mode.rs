@@ -17,6 +17,7 @@
 //! Needs: opset >= 16 forms (runs after the opset upgrade). Guarantees: no BatchNormalization
 //! or Dropout node is left; node order is topological.
 
+use super::context::LoweredDropout;
 use super::{Context, Pass};
 use crate::autodiff::ext::BuilderExt;
 use crate::error::{Error, Result};
@@ -24,17 +25,6 @@ use crate::ir::{Attr, Builder, DType, Graph, Model, NodeId, Op, ValueDef, ValueI
 use std::collections::HashMap;
 
 pub struct TrainingMode;
-
-/// A Dropout lowered to an explicit mask: `output = input · Cast(mask) / (1 − ratio)`.
-/// Replacing `output` by `input` in a clone makes that clone deterministic.
-#[derive(Clone, Debug, PartialEq)]
-pub struct LoweredDropout {
-    pub input: ValueId,
-    pub output: ValueId,
-    /// The bool keep-mask (true = kept), also the Dropout's second output.
-    pub mask: ValueId,
-    pub ratio: f64,
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum LoweringError {
