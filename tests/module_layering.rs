@@ -347,13 +347,6 @@ fn check(lib: &str) -> (Crate, Vec<(Vec<String>, String)>) {
     (krate, cycles)
 }
 
-/// Cycles that predate this check, tolerated while every file of the cycle stays inside the
-/// folder (to be removed as they are fixed; none may be added):
-/// - `autodiff/`: the rule files import `GradCx`/`GradError`/`norm_axis` from `autodiff/mod.rs`,
-///   which imports the registry, which imports the rule files;
-/// - `onnx/`: `ImportError` is defined in `onnx/mod.rs`, which re-exports `import.rs`.
-const KNOWN_CYCLES: &[&str] = &["passes/src/autodiff/", "passes/src/onnx/"];
-
 #[test]
 fn no_import_cycles_between_modules() {
     let base = format!("{}/", root().display());
@@ -361,17 +354,8 @@ fn no_import_cycles_between_modules() {
     for lib in ["passes/src/lib.rs", "runtime/src/lib.rs", "src/lib.rs"] {
         let (krate, cycles) = check(lib);
         assert!(!krate.files.is_empty(), "{lib}: no modules found");
-        for (members, text) in cycles {
-            let known = KNOWN_CYCLES.iter().any(|dir| {
-                members
-                    .iter()
-                    .all(|m| m.trim_start_matches(&base).starts_with(dir))
-            });
-            if known {
-                eprintln!("known cycle (KNOWN_CYCLES): {}", text.replace(&base, ""));
-            } else {
-                all.push(text.replace(&base, ""));
-            }
+        for (_, text) in cycles {
+            all.push(text.replace(&base, ""));
         }
     }
     assert!(

@@ -4,8 +4,8 @@
 //! Opsets 13+ (Softmax/LogSoftmax over one axis). At kinks the gradient follows PyTorch:
 //! Relu passes nothing at 0, LeakyRelu/PRelu/Elu use the negative branch at 0.
 
+use super::cx::{GradCx, GradResult};
 use super::ext::BuilderExt;
-use super::{GradCx, GradResult};
 use crate::ir::{Op, ValueId};
 
 pub(super) fn relu(cx: &mut GradCx) -> GradResult {

@@ -10,8 +10,8 @@
 //! is a convolution of the input with dY as the kernel (batch and channel axes swapped,
 //! strides and dilations exchanged, groups folded into channels), cut to the kernel size.
 
+use super::cx::{GradCx, GradError, GradResult};
 use super::ext::BuilderExt;
-use super::{GradCx, GradError, GradResult};
 use crate::ir::infer::infer_and_store;
 use crate::ir::Op;
 use crate::ir::{Attr, DType, Tensor, Type, ValueDef, ValueId};

@@ -6,8 +6,8 @@
 //! (PyTorch's convention); Clip passes the gradient where min <= x <= max; Clip bounds and
 //! the Where condition are stop-gradient.
 
+use super::cx::{GradCx, GradError, GradResult};
 use super::ext::BuilderExt;
-use super::{GradCx, GradError, GradResult};
 use crate::ir::Op;
 
 pub(super) fn add(cx: &mut GradCx) -> GradResult {

@@ -5,8 +5,8 @@
 //! reduction="add", so repeated indices (a token id used twice) accumulate; a scatter's
 //! gradient gathers dY at the written positions. Indices are stop-gradient.
 
+use super::cx::{norm_axis, GradCx, GradError, GradResult};
 use super::ext::BuilderExt;
-use super::{norm_axis, GradCx, GradError, GradResult};
 use crate::ir::{Attr, DType, Op, ValueId};
 
 fn add_reduction() -> (&'static str, Attr) {

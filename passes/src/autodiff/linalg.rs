@@ -4,8 +4,8 @@
 //! Opsets 13+. A 2-D weight multiplied by a batched activation gets its gradient as one 2-D
 //! product over the flattened batch (no [batch, k, n] intermediate).
 
+use super::cx::{GradCx, GradError, GradResult};
 use super::ext::BuilderExt;
-use super::{GradCx, GradError, GradResult};
 use crate::ir::einsum::Equation;
 use crate::ir::{Attr, Builder, Op, ValueId};
 

@@ -5,8 +5,8 @@
 //! Equal against Range(C), so every float type works.
 
 use super::activation::log_softmax_grad;
+use super::cx::{GradCx, GradError, GradResult};
 use super::ext::BuilderExt;
-use super::{GradCx, GradError, GradResult};
 use crate::ir::{Attr, DType, Op, Tensor, ValueId};
 
 /// Labels, made safe to index with (ignored positions set to class 0), and the per-position

@@ -7,8 +7,8 @@
 //! (`pipeline::training_mode`); its decomposition is differentiated op by op.
 
 use super::conv::bias_grad;
+use super::cx::{norm_axis, GradCx, GradError, GradResult};
 use super::ext::BuilderExt;
-use super::{norm_axis, GradCx, GradError, GradResult};
 use crate::ir::{Op, ValueId};
 
 /// x̂ = (x − μ)·r with r = 1/√(σ² + ε), the statistics over `axes` (kept as size-1 axes).

@@ -3,7 +3,7 @@
 //! whose definition changed incompatibly between the model's opset and the target (axes turned
 //! into inputs, Softmax's axis semantics, removed attributes, ...) is an error naming the node.
 
-use super::{AutodiffError, MIN_OPSET};
+use super::cx::{AutodiffError, MIN_OPSET};
 use crate::ir::{Graph, Model};
 
 /// (operator, the opset at which its definition changed incompatibly)

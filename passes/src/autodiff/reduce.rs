@@ -4,8 +4,8 @@
 //! an input after). Constraints: the axes must be constants. Max/Min split the gradient
 //! evenly between tied elements (PyTorch's amax/amin convention).
 
+use super::cx::{norm_axis, GradCx, GradError, GradResult};
 use super::ext::BuilderExt;
-use super::{norm_axis, GradCx, GradError, GradResult};
 use crate::ir::{Op, ValueId};
 
 /// The reduction's axes (normalized, sorted) and keepdims. None: the node is an identity

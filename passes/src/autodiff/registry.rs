@@ -3,9 +3,10 @@
 //! `Op::is_non_differentiable` (comparisons, Shape, Range, random sources, ...) need no line:
 //! their outputs never depend differentiably on anything.
 
+use super::cx::{GradCx, GradResult};
 use super::{
     activation as act, conv, elementwise as ew, gather, linalg, losses, norm, reduce, resample,
-    shape, GradCx, GradResult,
+    shape,
 };
 use crate::ir::Op;
 

@@ -10,7 +10,7 @@
 //! or sizes and pads; no antialias when downscaling, no tf_crop_and_resize, and
 //! keep_aspect_ratio_policy "stretch" only.
 
-use super::{norm_axis, GradCx, GradError, GradResult};
+use super::cx::{norm_axis, GradCx, GradError, GradResult};
 use crate::ir::infer::resize_axes;
 use crate::ir::{Tensor, ValueId};
 

@@ -7,9 +7,9 @@
 //! Opsets 13+ (axes, splits, pads, slice parameters as inputs; Shape start/end needs 15).
 //! Shape-like inputs are stop-gradient; they may be dynamic except Slice's axes.
 
+use super::cx::{norm_axis, GradCx, GradError, GradResult};
 use super::ext::BuilderExt;
 use super::resample::pad_indexed;
-use super::{norm_axis, GradCx, GradError, GradResult};
 use crate::ir::{Attr, Op, ValueId};
 
 /// Reshape, Flatten, Squeeze, Unsqueeze: dY reshaped to the input's shape.

@@ -3,8 +3,8 @@
 //! name), optional inputs/outputs, value_info, metadata and doc strings. Fields the IR does
 //! not model are kept as serialized protobuf and merged back on export.
 
+use super::error::ImportError;
 use super::tensor::decode;
-use super::ImportError;
 use crate::ir::infer::infer_graph;
 use crate::ir::{Attr, DType, Dim, Graph, Model, Op, TensorType, Type, ValueDef, ValueId};
 use onnx_protobuf::attribute_proto::AttributeType;

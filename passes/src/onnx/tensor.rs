@@ -2,7 +2,7 @@
 //! `raw_data` and panic on several types). Handles `raw_data`, every typed field, and external
 //! data (`data_location = EXTERNAL` with relative `location`, `offset`, `length`).
 
-use super::ImportError;
+use super::error::ImportError;
 use crate::ir::{DType, Tensor, TensorData};
 use onnx_protobuf::{tensor_proto::DataLocation, StringStringEntryProto, TensorProto};
 use std::io::{Read, Seek, SeekFrom};

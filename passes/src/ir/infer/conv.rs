@@ -1,6 +1,6 @@
 //! Convolution and pooling: sliding-window output sizes along each spatial axis.
 
-use super::{checked, dim_mul, Cx, Inferred, Invalid, Outcome};
+use super::cx::{checked, dim_mul, Cx, Inferred, Invalid, Outcome};
 use crate::ir::{DType, Dim, Op};
 
 /// Output size of a sliding window (conv/pool) along one axis.

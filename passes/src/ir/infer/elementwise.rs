@@ -1,7 +1,7 @@
 //! Elementwise operators: unary ones keep their input's type, broadcasting ones take the
 //! numpy broadcast of their inputs' shapes, and small integer vectors keep their values.
 
-use super::{broadcast, Cx, Inferred, Outcome};
+use super::cx::{broadcast, Cx, Inferred, Outcome};
 use crate::ir::{DType, Dim, Op};
 
 /// Unary operators whose output has the input's type and shape.

@@ -1,7 +1,7 @@
 //! Indexing: Gather (with the values of a gathered small vector), GatherElements, GatherND,
 //! NonZero and OneHot. Scatters keep their data input's type (`elementwise::same_type`).
 
-use super::{norm_axis, Cx, Inferred, Outcome};
+use super::cx::{norm_axis, Cx, Inferred, Outcome};
 use crate::ir::{DType, Dim};
 
 pub(super) fn gather(cx: &Cx) -> Outcome {

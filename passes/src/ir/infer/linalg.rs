@@ -1,6 +1,6 @@
 //! Matrix products: MatMul (numpy batch broadcasting), Gemm and Einsum.
 
-use super::{broadcast, Cx, Outcome};
+use super::cx::{broadcast, Cx, Outcome};
 use crate::ir::einsum::Equation;
 use crate::ir::Dim;
 

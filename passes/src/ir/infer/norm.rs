@@ -1,7 +1,7 @@
 //! Normalization layers: the output has the input's type; BatchNorm's and LayerNorm's extra
 //! outputs are statistics.
 
-use super::{norm_axis, Cx, Inferred, Outcome};
+use super::cx::{norm_axis, Cx, Inferred, Outcome};
 use crate::ir::{DType, Dim};
 
 /// BatchNormalization: y, then running/saved statistics of the scale's type.

@@ -1,6 +1,6 @@
 //! Reductions (ReduceX, ArgMax/ArgMin, TopK) and the loss operators.
 
-use super::{norm_axis, Cx, Inferred, Outcome};
+use super::cx::{norm_axis, Cx, Inferred, Outcome};
 use crate::ir::{DType, Dim};
 
 /// ReduceSum, ReduceMean, ...: `axes` from the attribute (older opsets) or input 1.

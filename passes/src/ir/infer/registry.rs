@@ -2,8 +2,9 @@
 //! in each group). Operators without a line (other domains, sequences, Loop/Scan, ...) get
 //! unknown output types, or keep the types the file declared.
 
+use super::cx::{Cx, Outcome};
+use super::source;
 use super::{conv, elementwise as ew, gather, linalg, norm, reduce, resample, shape, slice};
-use super::{source, Cx, Outcome};
 use crate::ir::Op;
 
 pub(super) type Rule = fn(&Cx) -> Outcome;

@@ -1,6 +1,6 @@
 //! Resampling: Resize (sizes or scales, per axis) and the older Upsample.
 
-use super::{norm_axis, Cx, Outcome};
+use super::cx::{norm_axis, Cx, Outcome};
 use crate::ir::{Dim, Graph, Node};
 
 pub(super) fn resize(cx: &Cx) -> Outcome {

@@ -1,7 +1,7 @@
 //! Shape operators: Reshape, Flatten, Squeeze/Unsqueeze, Transpose, Expand, Tile, Pad,
 //! Concat, DepthToSpace/SpaceToDepth. Small integer vectors keep their values through them.
 
-use super::{
+use super::cx::{
     broadcast, checked, dim_mul, dim_product, length, norm_axis, Cx, Inferred, Invalid, Outcome,
 };
 use crate::ir::{Dim, Op};

@@ -1,6 +1,6 @@
 //! Split and Slice: sizes along the cut axes, and the values of a sliced small vector.
 
-use super::{norm_axis, Cx, Inferred, Outcome};
+use super::cx::{norm_axis, Cx, Inferred, Outcome};
 use crate::ir::Dim;
 
 pub(super) fn split(cx: &Cx) -> Outcome {

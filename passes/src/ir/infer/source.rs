@@ -1,20 +1,8 @@
 //! Operators that make tensors rather than transform them: Constant, ConstantOfShape, Shape,
 //! Size, Range, the random generators, and If (its then-branch's outputs).
 
-use super::{Cx, Inferred, Outcome};
-use crate::ir::{Attr, DType, Dim, Node, Tensor, Type};
-
-/// The tensor a `Constant` node produces (any of its value_* attributes).
-pub fn constant_attr_value(node: &Node) -> Option<Tensor> {
-    match node.attrs.iter().next()? {
-        (_, Attr::Tensor(t)) => Some(t.clone()),
-        (k, Attr::Float(f)) if k == "value_float" => Some(Tensor::from_f32(&[], &[*f])),
-        (k, Attr::Floats(f)) if k == "value_floats" => Some(Tensor::from_f32(&[f.len() as i64], f)),
-        (k, Attr::Int(i)) if k == "value_int" => Some(Tensor::from_i64(&[], &[*i])),
-        (k, Attr::Ints(i)) if k == "value_ints" => Some(Tensor::from_i64(&[i.len() as i64], i)),
-        _ => None,
-    }
-}
+use super::cx::{constant_attr_value, Cx, Inferred, Outcome};
+use crate::ir::{Attr, DType, Dim, Type};
 
 pub(super) fn constant(cx: &Cx) -> Outcome {
     let Some(tensor) = constant_attr_value(cx.node) else {
