@@ -4,7 +4,7 @@ mod export;
 mod import;
 pub mod tensor;
 
-pub use export::{save, to_bytes, to_proto, ExportError, ExportOptions, ExternalData};
+pub use export::{data_path, save, to_bytes, to_proto, ExportError, ExportOptions, ExternalData};
 pub use import::{from_bytes, import_model, load};
 
 use std::path::PathBuf;
@@ -14,8 +14,11 @@ use std::path::PathBuf;
 pub enum ImportError {
     #[error("{path}: {message}")]
     Io { path: PathBuf, message: String },
-    #[error("{path}: not a valid ONNX model (protobuf decoding failed: {message})")]
-    Decode { path: PathBuf, message: String },
+    #[error("{path}: not a valid ONNX model (protobuf decoding failed: {error})")]
+    Decode {
+        path: PathBuf,
+        error: protobuf::Error,
+    },
     #[error("{path}: the file is empty")]
     Empty { path: PathBuf },
     #[error("{path}: model has no graph")]
@@ -43,6 +46,12 @@ pub enum ImportError {
     },
     #[error("graph '{graph}': {message}")]
     Unsupported { graph: String, message: String },
+    /// Any of the above, in the model file `path`.
+    #[error("{}: {error}", path.display())]
+    InFile {
+        path: PathBuf,
+        error: Box<ImportError>,
+    },
 }
 
 impl ImportError {
@@ -52,10 +61,11 @@ impl ImportError {
             ImportError::Io { .. }
             | ImportError::Decode { .. }
             | ImportError::Empty { .. }
-            | ImportError::NoGraph { .. } => self,
-            other => ImportError::Io {
+            | ImportError::NoGraph { .. }
+            | ImportError::InFile { .. } => self,
+            other => ImportError::InFile {
                 path: path.to_path_buf(),
-                message: other.to_string(),
+                error: Box::new(other),
             },
         }
     }
