@@ -19,9 +19,9 @@ pub enum BackendKind {
 
 /// A [`Trainer`] on the backend chosen at run time.
 pub enum AnyTrainer {
-    Ort(Trainer<OrtBackend>),
+    Ort(Box<Trainer<OrtBackend>>),
     #[cfg(feature = "tract")]
-    Tract(Trainer<crate::tract_backend::TractBackend>),
+    Tract(Box<Trainer<crate::tract_backend::TractBackend>>),
 }
 
 impl AnyTrainer {
@@ -29,9 +29,9 @@ impl AnyTrainer {
     /// build without it.
     pub fn new(kind: BackendKind, config: TrainConfig) -> Result<AnyTrainer> {
         match kind {
-            BackendKind::Ort => Ok(AnyTrainer::Ort(Trainer::with_backend(config)?)),
+            BackendKind::Ort => Ok(AnyTrainer::Ort(Box::new(Trainer::with_backend(config)?))),
             #[cfg(feature = "tract")]
-            BackendKind::Tract => Ok(AnyTrainer::Tract(Trainer::with_backend(config)?)),
+            BackendKind::Tract => Ok(AnyTrainer::Tract(Box::new(Trainer::with_backend(config)?))),
             #[cfg(not(feature = "tract"))]
             BackendKind::Tract => Err(crate::error::RuntimeError::TractNotBuilt),
         }
