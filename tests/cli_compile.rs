@@ -266,3 +266,122 @@ fn emit_grad_writes_loss_and_one_gradient_per_parameter() {
     }
     assert!(m.graph.by_name("labels").is_some(), "labels input added");
 }
+
+/// Runs `gen-compile ARGS...` in `dir`, expecting failure; returns stderr.
+fn fails_in(dir: &Path, args: &[&str]) -> String {
+    let o = bin().args(args).current_dir(dir).output().unwrap();
+    let err = stderr(&o);
+    assert!(!o.status.success(), "expected failure for {args:?}");
+    assert!(!err.contains("panicked"), "panic for {args:?}: {err}");
+    err
+}
+
+/// Every file in `dir` with its bytes.
+fn snapshot(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut files: Vec<(String, Vec<u8>)> = std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            (name, std::fs::read(e.path()).unwrap_or_default())
+        })
+        .collect();
+    files.sort();
+    files
+}
+
+#[test]
+fn outputs_never_overwrite_the_input() {
+    let dir = tmpdir("overwrite");
+    let mlp = std::fs::read(root().join("models/digits/mlp.onnx")).unwrap();
+    std::fs::write(dir.join("same.onnx"), &mlp).unwrap();
+    std::fs::write(dir.join("m.eval.onnx"), &mlp).unwrap();
+    std::fs::create_dir_all(dir.join("sub")).unwrap();
+    std::os::unix::fs::symlink(dir.join("same.onnx"), dir.join("link.onnx")).unwrap();
+    let before = snapshot(&dir);
+    let cases: &[(&[&str], &[&str])] = &[
+        // -o is the input, spelled the same, with ./, through a folder and back, via a symlink
+        (
+            &["same.onnx", "-o", "same.onnx", "--emit", "forward"],
+            &["-o same.onnx", "the input model"],
+        ),
+        (&["same.onnx", "-o", "./same.onnx"], &["./same.onnx"]),
+        (
+            &["./same.onnx", "-o", "sub/../same.onnx"],
+            &["sub/../same.onnx"],
+        ),
+        (
+            &["same.onnx", "-o", "link.onnx"],
+            &["link.onnx", "same.onnx"],
+        ),
+        // the eval companion of m.onnx is m.eval.onnx, the input
+        (
+            &["m.eval.onnx", "-o", "m.onnx"],
+            &["m.eval.onnx (the eval companion)", "the input model"],
+        ),
+    ];
+    for (args, needles) in cases {
+        let err = fails_in(&dir, args);
+        for n in *needles {
+            assert!(err.contains(n), "{args:?}: message lacks {n:?}: {err}");
+        }
+        assert!(err.contains("would overwrite"), "{args:?}: {err}");
+        assert_eq!(snapshot(&dir), before, "{args:?} changed the folder");
+    }
+}
+
+/// `dir/in.onnx`: the digits MLP with its tensors in the external-data file `data_of`.onnx.data
+/// (saved as `data_of`, then renamed, so the data file keeps the other model's name).
+fn mlp_with_data_of(dir: &Path, data_of: &str) {
+    use gen_passes::onnx::{save, ExportOptions, ExternalData};
+    let mlp = gen_passes::onnx::load(&root().join("models/digits/mlp.onnx")).unwrap();
+    let opts = ExportOptions {
+        external: ExternalData::Always,
+        ..ExportOptions::default()
+    };
+    save(&mlp, &dir.join(data_of), &opts).unwrap();
+    std::fs::rename(dir.join(data_of), dir.join("in.onnx")).unwrap();
+    assert!(dir.join(format!("{data_of}.data")).is_file());
+}
+
+#[test]
+fn outputs_never_overwrite_the_inputs_external_data() {
+    // -o out.onnx writes out.onnx.data, the input's external data
+    let dir = tmpdir("overwrite-ext");
+    mlp_with_data_of(&dir, "out.onnx");
+    let before = snapshot(&dir);
+    let err = fails_in(&dir, &["in.onnx", "-o", "out.onnx", "--emit", "forward"]);
+    for n in [
+        "out.onnx.data (its external data)",
+        "external data of the input model",
+    ] {
+        assert!(err.contains(n), "message lacks {n:?}: {err}");
+    }
+    assert_eq!(snapshot(&dir), before, "the folder changed");
+    // without external data in the output nothing clashes
+    let o = bin()
+        .args(["in.onnx", "-o", "out.onnx", "--emit", "forward"])
+        .args(["--external-data", "never"])
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(
+        snapshot(&dir)
+            .into_iter()
+            .filter(|(n, _)| n != "out.onnx")
+            .collect::<Vec<_>>(),
+        before
+    );
+
+    // -o out.onnx (train) writes the eval companion's out.eval.onnx.data, the input's data
+    let dir = tmpdir("overwrite-eval-ext");
+    mlp_with_data_of(&dir, "out.eval.onnx");
+    let before = snapshot(&dir);
+    let err = fails_in(&dir, &["in.onnx", "-o", "out.onnx"]);
+    assert!(
+        err.contains("out.eval.onnx.data (the eval companion's external data)"),
+        "{err}"
+    );
+    assert_eq!(snapshot(&dir), before, "the folder changed");
+}

@@ -17,17 +17,19 @@ use crate::ir::Model;
 use crate::options::CompileOptions;
 use crate::pipeline::{self, cleanup_passes, Context, PassManager, PassRecord};
 
-/// What `gen-compile` writes.
+/// What `gen-compile` writes (`--emit`; variants documented here, not on each, which clap would
+/// list in `--help`):
+/// - `Train`: the full training step (SPEC section 3);
+/// - `Grad`: loss and one gradient per parameter;
+/// - `Eval`: forward + loss (+ accuracy), parameters as inputs, no updates;
+/// - `Forward`: the model itself after import, verification and cleanup (the round-trip check).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum Emit {
-    /// The model itself after import, verification and cleanup (the round-trip check).
-    Forward,
-    /// Loss and one gradient per parameter.
-    Grad,
-    /// The full training step (SPEC section 3).
     Train,
-    /// Forward + loss (+ accuracy), parameters as inputs, no updates.
+    Grad,
     Eval,
+    Forward,
 }
 
 /// The compiled model and the companion files written beside it.
@@ -50,6 +52,7 @@ pub fn compile(
     options: &CompileOptions,
     debug: &pipeline::Debug,
 ) -> Result<Compiled> {
+    options.validate()?;
     let mut cx = Context {
         options: options.clone(),
         model_inputs: model

@@ -2,6 +2,7 @@
 //! autodiff, ...); this enum is what the library's entry points return.
 
 use crate::ir::verify::VerifyError;
+use std::path::PathBuf;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -9,6 +10,15 @@ pub enum Error {
     Import(#[from] crate::onnx::ImportError),
     #[error(transparent)]
     Export(#[from] crate::onnx::ExportError),
+    /// A setting outside its range (checked before any pass runs).
+    #[error(transparent)]
+    Options(#[from] crate::options::OptionsError),
+    /// An IR dump of `--dump-dir` could not be written.
+    #[error("--dump-dir: cannot write {}: {error}", path.display())]
+    DumpDir {
+        path: PathBuf,
+        error: std::io::Error,
+    },
     /// The IR is invalid after a pass (or after import).
     #[error("invalid IR after {after}: {error}")]
     Verify { after: String, error: VerifyError },

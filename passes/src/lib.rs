@@ -1,5 +1,5 @@
 //! gen-passes: the compiler library of gen-compile. The IR (`ir`), ONNX import/export
-//! (`onnx`), the pass manager and the passes (`pipeline`).
+//! (`onnx`), the pass manager and the passes (`pipeline`), and writing the result (`output`).
 
 pub mod autodiff;
 pub mod compile;
@@ -7,6 +7,7 @@ pub mod error;
 pub mod ir;
 pub mod onnx;
 pub mod options;
+pub mod output;
 pub mod pipeline;
 
 pub use compile::{compile, Compiled, Emit};

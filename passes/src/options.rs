@@ -1,37 +1,43 @@
-//! What the user asked for on the command line, as the passes see it.
+//! What the user asked for on the command line, as the passes see it. With the `clap` cargo
+//! feature the choice enums are `clap::ValueEnum`s, so `gen-compile` parses straight into them.
+//! (Their variants are documented on the enum: clap would turn variant doc comments into a
+//! per-value list in `--help`.)
 
-/// Which loss the compiled graph minimises.
+/// Which loss the compiled graph minimises. `Auto`: the model's own scalar output if it has
+/// exactly one, else cross-entropy on the logits.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum LossKind {
-    /// The model's own scalar output if it has exactly one, else cross-entropy on the logits.
     Auto,
     CrossEntropy,
     Mse,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum OptimizerKind {
     Sgd,
     Momentum,
     Adam,
+    #[cfg_attr(feature = "clap", value(name = "adamw"))]
     AdamW,
 }
 
-/// Which batch GeN's probe forwards use.
+/// Which batch GeN's probe forwards use. `Next`: separate probe inputs (the next batch of an
+/// independent stream). `Current`: the training batch; its own loss serves as L(w).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum ProbeBatch {
-    /// Separate probe inputs (the next batch of an independent stream).
     Next,
-    /// The training batch; its own loss serves as L(w).
     Current,
 }
 
-/// GeN semantics.
+/// GeN semantics. `Default`: optimizer state advanced once; probes deterministic. `Reference`:
+/// reproduce gen-optim 0.1.1 (state advanced twice on GeN steps, probes in train mode).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum GenCompat {
-    /// Optimizer state advanced once; probes deterministic.
     Default,
-    /// Reproduce gen-optim 0.1.1 (state advanced twice on GeN steps, probes in train mode).
     Reference,
 }
 
@@ -90,5 +96,58 @@ impl CompileOptions {
             OptimizerKind::AdamW => 0.01,
             _ => 0.0,
         })
+    }
+}
+
+/// A setting outside its valid range, named by its `gen-compile` flag.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum OptionsError {
+    #[error("{flag} must be a positive number, got {value}")]
+    NotPositive { flag: &'static str, value: f64 },
+    #[error("{flag} must be a non-negative number, got {value}")]
+    Negative { flag: &'static str, value: f64 },
+    #[error("{flag} must lie in {range}, got {value}")]
+    OutOfRange {
+        flag: &'static str,
+        range: &'static str,
+        value: f64,
+    },
+    #[error("--betas must lie in [0, 1), got {0},{1}")]
+    Betas(f64, f64),
+}
+
+impl CompileOptions {
+    /// Checks every numeric setting (the optimizer's own rules, such as Nesterov's, are checked
+    /// where the optimizer is built).
+    pub fn validate(&self) -> Result<(), OptionsError> {
+        for (flag, value) in [("--lr", self.lr), ("--eps", self.eps)] {
+            if !(value.is_finite() && value > 0.0) {
+                return Err(OptionsError::NotPositive { flag, value });
+            }
+        }
+        let wd = self.weight_decay();
+        if !(wd.is_finite() && wd >= 0.0) {
+            return Err(OptionsError::Negative {
+                flag: "--weight-decay",
+                value: wd,
+            });
+        }
+        for (flag, value) in [
+            ("--momentum", self.momentum),
+            ("--dampening", self.dampening),
+        ] {
+            if !(0.0..=1.0).contains(&value) {
+                return Err(OptionsError::OutOfRange {
+                    flag,
+                    range: "[0, 1]",
+                    value,
+                });
+            }
+        }
+        let (b1, b2) = self.betas;
+        if !(0.0..1.0).contains(&b1) || !(0.0..1.0).contains(&b2) {
+            return Err(OptionsError::Betas(b1, b2));
+        }
+        Ok(())
     }
 }

@@ -18,7 +18,7 @@ use crate::backend::TrainOptions;
 use crate::data::Dataset;
 use crate::device::Device;
 use crate::engine::SessionSettings;
-use crate::error::{Result, RuntimeError};
+use crate::error::{BenchError, Result, RuntimeError};
 use crate::session::TrainSession;
 use crate::train::Driver;
 
@@ -164,10 +164,6 @@ enum Reply {
     },
 }
 
-fn bench_err(message: impl Into<String>) -> RuntimeError {
-    RuntimeError::Config(format!("bench: {}", message.into()))
-}
-
 struct Worker {
     model: PathBuf,
     child: Child,
@@ -199,9 +195,12 @@ impl Worker {
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
-            .map_err(|e| bench_err(format!("cannot start {}: {e}", exe.display())))?;
+            .map_err(|error| BenchError::Start {
+                exe: exe.to_path_buf(),
+                error,
+            })?;
         let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
-            return Err(bench_err("worker pipes unavailable"));
+            return Err(BenchError::NoPipes.into());
         };
         let mut worker = Worker {
             model: model.to_path_buf(),
@@ -218,7 +217,7 @@ impl Worker {
     fn send(&mut self, command: &str) -> Result<Reply> {
         writeln!(self.stdin, "{command}")
             .and_then(|_| self.stdin.flush())
-            .map_err(|e| bench_err(format!("worker for {}: {e}", self.model.display())))?;
+            .map_err(|error| self.pipe_err(error))?;
         self.read()
     }
 
@@ -227,22 +226,15 @@ impl Worker {
         let n = self
             .stdout
             .read_line(&mut line)
-            .map_err(|e| bench_err(format!("worker for {}: {e}", self.model.display())))?;
+            .map_err(|error| self.pipe_err(error))?;
+        let model = self.model.clone();
         if n == 0 {
-            return Err(bench_err(format!(
-                "worker for {} exited early",
-                self.model.display()
-            )));
+            return Err(BenchError::ExitedEarly { model }.into());
         }
         match serde_json::from_str(&line) {
-            Ok(Reply::Error { message }) => {
-                Err(bench_err(format!("{}: {message}", self.model.display())))
-            }
+            Ok(Reply::Error { message }) => Err(BenchError::Worker { model, message }.into()),
             Ok(reply) => Ok(reply),
-            Err(e) => Err(bench_err(format!(
-                "worker for {} said {line:?}: {e}",
-                self.model.display()
-            ))),
+            Err(error) => Err(BenchError::Garbled { model, line, error }.into()),
         }
     }
 
@@ -254,10 +246,18 @@ impl Worker {
     }
 
     fn unexpected(&self, reply: Reply) -> RuntimeError {
-        bench_err(format!(
-            "worker for {} answered {reply:?}",
-            self.model.display()
-        ))
+        BenchError::Unexpected {
+            model: self.model.clone(),
+            reply: format!("{reply:?}"),
+        }
+        .into()
+    }
+
+    fn pipe_err(&self, error: std::io::Error) -> BenchError {
+        BenchError::Pipe {
+            model: self.model.clone(),
+            error,
+        }
     }
 }
 
@@ -272,7 +272,7 @@ impl Drop for Worker {
 /// Runs the benchmark, with `exe` the `gen-train` binary (it provides the `bench-worker` command).
 pub fn run_bench(exe: &Path, config: &BenchConfig) -> Result<BenchReport> {
     if config.steps == 0 || config.rounds == 0 {
-        return Err(bench_err("--steps and --rounds must be at least 1"));
+        return Err(BenchError::Zero.into());
     }
     let mut workers = [
         Worker::spawn(exe, &config.models[0], config)?,
@@ -321,9 +321,7 @@ pub fn run_bench(exe: &Path, config: &BenchConfig) -> Result<BenchReport> {
             providers,
         });
     }
-    let [a, b]: [BenchSide; 2] = sides
-        .try_into()
-        .map_err(|_| bench_err("expected two workers"))?;
+    let [a, b]: [BenchSide; 2] = sides.try_into().map_err(|_| BenchError::Sides)?;
     Ok(BenchReport {
         device: config.session.device,
         sides: [a, b],
@@ -341,10 +339,10 @@ pub fn bench_worker(
     mut output: impl Write,
 ) -> Result<()> {
     let say = |reply: &Reply, output: &mut dyn Write| -> Result<()> {
-        let line = serde_json::to_string(reply).map_err(|e| bench_err(e.to_string()))?;
+        let line = serde_json::to_string(reply).map_err(BenchError::Encode)?;
         writeln!(output, "{line}")
             .and_then(|_| output.flush())
-            .map_err(|e| bench_err(e.to_string()))
+            .map_err(|e| BenchError::WorkerIo(e).into())
     };
     let setup = TrainSession::open(model, options)
         .and_then(|session| Driver::new(session, Dataset::load(data)?, batch_size, seed));
@@ -362,11 +360,11 @@ pub fn bench_worker(
     };
     say(&Reply::Ready, &mut output)?;
     for line in input.lines() {
-        let line = line.map_err(|e| bench_err(e.to_string()))?;
+        let line = line.map_err(BenchError::WorkerIo)?;
         let reply = match line.split_whitespace().collect::<Vec<_>>().as_slice() {
             ["run", n] => match n
                 .parse::<u64>()
-                .map_err(|_| bench_err(format!("bad command {line:?}")))
+                .map_err(|_| BenchError::BadCommand(line.clone()).into())
                 .and_then(|n| timed_steps(&mut driver, n))
             {
                 Ok((seconds, loss)) => Reply::Ran { seconds, loss },
@@ -383,7 +381,7 @@ pub fn bench_worker(
             },
             ["quit"] => break,
             _ => Reply::Error {
-                message: format!("bad command {line:?}"),
+                message: BenchError::BadCommand(line.clone()).to_string(),
             },
         };
         say(&reply, &mut output)?;

@@ -35,11 +35,7 @@ impl FromStr for Device {
                 .and_then(|n| n.parse::<i32>().ok())
                 .filter(|n| *n >= 0)
                 .map(Device::Cuda)
-                .ok_or_else(|| {
-                    RuntimeError::Config(format!(
-                        "unknown device `{s}`: expected cpu, cuda or cuda:N"
-                    ))
-                }),
+                .ok_or_else(|| RuntimeError::UnknownDevice(s.to_string())),
         }
     }
 }

@@ -33,23 +33,24 @@ impl Ort {
         if let Some(ort) = loaded.as_ref() {
             return match library {
                 Some(wanted) if !same_file(wanted, &ort.library) => {
-                    Err(RuntimeError::OrtLibrary(format!(
-                        "{} was asked for, but this process already loaded {}",
-                        wanted.display(),
-                        ort.library.display()
-                    )))
+                    Err(RuntimeError::OrtAlreadyLoaded {
+                        wanted: wanted.to_path_buf(),
+                        loaded: ort.library.clone(),
+                    })
                 }
                 _ => Ok(ort.clone()),
             };
         }
         let path = find_library(library)?;
-        let builder = ort::init_from(&path).map_err(|e| {
-            RuntimeError::OrtLibrary(format!("cannot load {}: {e}", path.display()))
-        })?;
+        let load_err = |message: String| RuntimeError::OrtLoad {
+            path: path.clone(),
+            message,
+        };
+        let builder = ort::init_from(&path).map_err(|e| load_err(e.to_string()))?;
         let env = builder
             .with_name("gen-runtime")
             .build()
-            .map_err(|e| RuntimeError::OrtLibrary(format!("{}: {e}", path.display())))?;
+            .map_err(|e| load_err(e.to_string()))?;
         // Errors reach the caller as `RuntimeError`s; ONNX Runtime's own log would repeat them on
         // stderr. ORT_LOG=warning (or info, verbose) brings the log back for debugging.
         if std::env::var_os("ORT_LOG").is_none() {
@@ -86,7 +87,8 @@ fn same_file(a: &Path, b: &Path) -> bool {
     }
 }
 
-const SETUP_HINT: &str = "run scripts/setup.sh (it installs onnxruntime==1.31.1 into .venv), \
+pub(crate) const SETUP_HINT: &str =
+    "run scripts/setup.sh (it installs onnxruntime==1.31.1 into .venv), \
                           or point --ort-lib / ORT_DYLIB_PATH at libonnxruntime.so";
 
 /// Resolves which ONNX Runtime library to load (see the module docs for the order).
@@ -114,24 +116,23 @@ pub fn find_library(explicit: Option<&Path>) -> Result<PathBuf> {
             }
         }
     }
-    Err(RuntimeError::OrtLibrary(format!(
-        "no libonnxruntime.so found in .venv/lib/python3*/site-packages/onnxruntime/capi/ above {}; {SETUP_HINT}",
-        starts
+    Err(RuntimeError::OrtNotFound {
+        searched: starts
             .iter()
             .map(|p| p.display().to_string())
             .collect::<Vec<_>>()
-            .join(" or ")
-    )))
+            .join(" or "),
+    })
 }
 
-fn existing(path: &Path, source: &str) -> Result<PathBuf> {
+fn existing(path: &Path, given_by: &'static str) -> Result<PathBuf> {
     if path.is_file() {
         Ok(path.to_path_buf())
     } else {
-        Err(RuntimeError::OrtLibrary(format!(
-            "{source} names {}, which is not a file; {SETUP_HINT}",
-            path.display()
-        )))
+        Err(RuntimeError::OrtNotAFile {
+            given_by,
+            path: path.to_path_buf(),
+        })
     }
 }
 

@@ -8,6 +8,7 @@
 //! plots, checkpoints, resume and the exported inference model. See docs/RUNTIME.md.
 
 mod backend;
+mod backend_kind;
 mod bench;
 mod checkpoint;
 mod contract;
@@ -32,6 +33,7 @@ mod tract_backend;
 mod train;
 
 pub use backend::{Backend, OrtBackend, TrainOptions};
+pub use backend_kind::{AnyTrainer, BackendKind};
 pub use bench::{bench_worker, run_bench, BenchConfig, BenchReport, BenchSide};
 pub use checkpoint::Checkpoint;
 pub use contract::{Contract, Controls, GraphKind, Outputs, StateEntry, StateRole, CONTRACT_KEY};
@@ -39,7 +41,7 @@ pub use data::Dataset;
 pub use device::Device;
 pub use engine::{InputSpec, ModelSource, SessionSettings};
 pub use env::{find_library, Ort};
-pub use error::{Result, RuntimeError};
+pub use error::{BenchError, Result, RuntimeError};
 pub use eval::{EvalResult, EvalSession};
 pub use export::export_inference;
 pub use metrics::{read_records, MetricsLog, MetricsRecord, CSV_COLUMNS};

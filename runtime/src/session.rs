@@ -62,12 +62,19 @@ fn contract_err(path: &Path, message: impl Into<String>) -> RuntimeError {
 }
 
 /// Finds `name` in named tensors.
-pub(crate) fn lookup<'a>(tensors: &'a Tensors, name: &str, what: &str) -> Result<&'a HostTensor> {
+pub(crate) fn lookup<'a>(
+    tensors: &'a Tensors,
+    name: &str,
+    set: &'static str,
+) -> Result<&'a HostTensor> {
     tensors
         .iter()
         .find(|(n, _)| n == name)
         .map(|(_, t)| t)
-        .ok_or_else(|| RuntimeError::Config(format!("{what} has no tensor `{name}`")))
+        .ok_or_else(|| RuntimeError::MissingTensor {
+            set,
+            name: name.to_string(),
+        })
 }
 
 impl TrainSession {
@@ -198,10 +205,7 @@ impl<B: Backend> TrainSession<B> {
     ) -> Result<StepResult> {
         let gen_step = self.next_is_gen_step();
         if gen_step && probe.is_none() && self.needs_probe_batches() {
-            return Err(RuntimeError::Config(format!(
-                "step {} runs GeN and needs a probe batch",
-                self.step
-            )));
+            return Err(RuntimeError::NeedsProbe { step: self.step });
         }
         let probe = probe.filter(|_| gen_step);
         let mut owned: Vec<(&str, B::Value)> = Vec::new();
@@ -378,9 +382,7 @@ impl<B: Backend> TrainSession<B> {
             .iter()
             .find(|(n, _)| !self.contract.state.iter().any(|s| &s.input == n))
         {
-            return Err(RuntimeError::Config(format!(
-                "the new state has `{extra}`, which is not a state input of the model"
-            )));
+            return Err(RuntimeError::NotState(extra.clone()));
         }
         self.state = values;
         self.step = step;
@@ -493,8 +495,10 @@ fn resolve_lazy_freq(
         return Ok((None, None));
     };
     if let Some(k) = requested {
-        let k = i64::try_from(k)
-            .map_err(|_| RuntimeError::Config(format!("--lazy-freq {k} is too large")))?;
+        let k = i64::try_from(k).map_err(|_| RuntimeError::TooLarge {
+            flag: "--lazy-freq",
+            value: k,
+        })?;
         return Ok((
             u64::try_from(k).ok().filter(|k| *k > 0),
             Some(HostTensor::scalar(k)),

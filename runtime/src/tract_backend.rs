@@ -94,9 +94,7 @@ fn check_settings(settings: &SessionSettings) -> Result<()> {
         ("--threads", settings.intra_threads.is_some()),
     ];
     match ort_only.iter().find(|(_, given)| *given) {
-        Some((flag, _)) => Err(RuntimeError::Config(format!(
-            "{flag} applies to ONNX Runtime, not to the tract backend"
-        ))),
+        Some((flag, _)) => Err(RuntimeError::OrtOnly { flag }),
         None => Ok(()),
     }
 }
@@ -249,9 +247,7 @@ impl Run for TractBackend {
     fn open(path: &Path, options: &TrainOptions, fed: &[&str]) -> Result<Self> {
         check_settings(&options.session)?;
         if options.ort_lib.is_some() {
-            return Err(RuntimeError::Config(
-                "--ort-lib applies to ONNX Runtime, not to the tract backend".into(),
-            ));
+            return Err(RuntimeError::OrtOnly { flag: "--ort-lib" });
         }
         TractBackend::load(path.into(), fed)
     }
@@ -332,10 +328,11 @@ impl Run for TractBackend {
             .iter()
             .find(|(n, _)| !self.inputs.iter().any(|i| i == n))
         {
-            return Err(RuntimeError::Config(format!(
-                "`{extra}` is not an input of the graph tract runs (inputs: {})",
-                self.inputs.join(", ")
-            )));
+            return Err(RuntimeError::NotAnInput {
+                name: extra.to_string(),
+                backend: "tract",
+                inputs: self.inputs.clone(),
+            });
         }
         let feeds = self
             .inputs
@@ -345,9 +342,7 @@ impl Run for TractBackend {
                     .iter()
                     .find(|(n, _)| n == name)
                     .map(|(_, v)| (*v).clone())
-                    .ok_or_else(|| {
-                        RuntimeError::Config(format!("graph input `{name}` was not fed"))
-                    })?;
+                    .ok_or_else(|| RuntimeError::NotFed(name.clone()))?;
                 self.check_feed(name, &value)?;
                 Ok(value)
             })

@@ -6,7 +6,6 @@
 //! `metrics.csv`, `loss.png`, `lr.png`, `accuracy.png`, `model.onnx` (trained inference model).
 
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
@@ -32,14 +31,14 @@ pub enum Length {
     Steps(u64),
 }
 
-/// The horizon-aware factor fed to `controls.scale`.
+/// The horizon-aware factor fed to `controls.scale`: `None` always 1, `Linear` 1 − t/T for
+/// step t (0-based) of T. (Documented here, not per variant, which clap would list in `--help`.)
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 #[serde(rename_all = "lowercase")]
 pub enum Scale {
-    /// Always 1.
     #[default]
     None,
-    /// 1 − t/T for step t (0-based) of T.
     Linear,
 }
 
@@ -49,19 +48,6 @@ impl Scale {
         match self {
             Scale::None => 1.0,
             Scale::Linear => (1.0 - t as f64 / total.max(1) as f64) as f32,
-        }
-    }
-}
-
-impl FromStr for Scale {
-    type Err = RuntimeError;
-    fn from_str(s: &str) -> Result<Scale> {
-        match s {
-            "none" => Ok(Scale::None),
-            "linear" => Ok(Scale::Linear),
-            _ => Err(RuntimeError::Config(format!(
-                "unknown scale `{s}`: expected none or linear"
-            ))),
         }
     }
 }
@@ -108,23 +94,22 @@ impl<B: Backend> Driver<B> {
         let notes = data.conform(&specs)?;
         let rows = data.rows();
         if batch_size == 0 {
-            return Err(RuntimeError::Config(
-                "--batch-size must be at least 1".into(),
-            ));
+            return Err(RuntimeError::Zero {
+                flag: "--batch-size",
+            });
         }
         if batch_size > rows {
-            return Err(RuntimeError::Config(format!(
-                "batch size {batch_size} is larger than the data: {} has {rows} samples",
-                data.path().display()
-            )));
+            return Err(RuntimeError::BatchTooLarge {
+                batch_size,
+                data: data.path().to_path_buf(),
+                rows,
+            });
         }
         let fixed = specs
             .iter()
             .find_map(|s| s.shape.first().copied().flatten());
         if let Some(b) = fixed.filter(|b| *b != batch_size) {
-            return Err(RuntimeError::Config(format!(
-                "the model's batch dimension is fixed at {b}: use --batch-size {b}"
-            )));
+            return Err(RuntimeError::FixedBatch { fixed: b });
         }
         // A fixed batch dimension cannot take the last partial batch.
         let drop_last = fixed.is_some();
@@ -288,13 +273,13 @@ impl<B: Backend> Trainer<B> {
             ("--stop-after", config.stop_after),
         ] {
             if v == Some(0) {
-                return Err(RuntimeError::Config(format!("{flag} must be at least 1")));
+                return Err(RuntimeError::Zero { flag });
             }
         }
         if matches!(config.length, Length::Epochs(0) | Length::Steps(0)) {
-            return Err(RuntimeError::Config(
-                "--epochs / --steps must be at least 1".into(),
-            ));
+            return Err(RuntimeError::Zero {
+                flag: "--epochs / --steps",
+            });
         }
         let run_dir = choose_run_dir(&config)?;
         let resume = config.resume.is_some();
@@ -355,9 +340,10 @@ impl<B: Backend> Trainer<B> {
             0
         };
         if start >= total_steps {
-            return Err(RuntimeError::Config(format!(
-                "nothing to do: the run has done {start} of {total_steps} steps (raise --steps / --epochs to continue)"
-            )));
+            return Err(RuntimeError::NothingToDo {
+                done: start,
+                total: total_steps,
+            });
         }
         let info_json =
             serde_json::to_vec_pretty(&info).map_err(|e| run_dir_err(&run_dir, e.to_string()))?;
@@ -433,10 +419,7 @@ impl<B: Backend> Trainer<B> {
     }
 
     fn evaluate(&mut self) -> Result<EvalResult> {
-        let (session, data) = self
-            .eval
-            .as_mut()
-            .ok_or_else(|| RuntimeError::Config("no eval data".into()))?;
+        let (session, data) = self.eval.as_mut().ok_or(RuntimeError::NoEvalData)?;
         session.evaluate(self.driver.session(), data, self.config.batch_size)
     }
 
@@ -665,6 +648,5 @@ mod tests {
         assert_eq!(Scale::None.factor(5, 10), 1.0);
         assert_eq!(Scale::Linear.factor(0, 4), 1.0);
         assert_eq!(Scale::Linear.factor(3, 4), 0.25);
-        assert!("cosine".parse::<Scale>().is_err());
     }
 }

@@ -11,10 +11,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use anyhow::{Context as _, Result};
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand};
 use gen_runtime::{
-    bench_worker, run_bench, Backend, BenchConfig, Device, Length, MetricsRecord, Observer,
-    OrtBackend, RunStart, Scale, SessionSettings, Summary, TrainConfig, TrainOptions, Trainer,
+    bench_worker, run_bench, AnyTrainer, BackendKind, BenchConfig, Device, Length, MetricsRecord,
+    Observer, RunStart, Scale, SessionSettings, Summary, TrainConfig, TrainOptions,
 };
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -71,7 +71,7 @@ struct TrainArgs {
     #[arg(long, default_value_t = 0)]
     seed: u64,
     /// Horizon factor fed to GeN: none (1) or linear (1 - t/T)
-    #[arg(long, default_value = "none")]
+    #[arg(long, value_enum, default_value_t = Scale::None, hide_possible_values = true)]
     scale: Scale,
     /// Run directory (default .runs/<model>-<time>); must be new or empty
     #[arg(long)]
@@ -93,17 +93,11 @@ struct TrainArgs {
     lazy_freq: Option<u64>,
     /// Library that runs the graphs: ort (ONNX Runtime) or tract (pure Rust, CPU only; needs a
     /// gen-train built with the `tract` cargo feature)
-    #[arg(long, value_enum, default_value_t = BackendArg::Ort)]
-    backend: BackendArg,
+    #[arg(long, value_enum, default_value_t = BackendKind::Ort)]
+    backend: BackendKind,
     /// No progress bar
     #[arg(long)]
     quiet: bool,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-enum BackendArg {
-    Ort,
-    Tract,
 }
 
 #[derive(Args, Debug)]
@@ -214,30 +208,14 @@ fn train(args: TrainArgs) -> Result<ExitCode> {
         stop_after: args.stop_after,
         options: args.runtime.options(args.lazy_freq),
     };
-    match args.backend {
-        BackendArg::Ort => train_on::<OrtBackend>(config, args.quiet),
-        BackendArg::Tract => train_on_tract(config, args.quiet),
-    }
+    train_on(args.backend, config, args.quiet)
 }
 
-#[cfg(feature = "tract")]
-fn train_on_tract(config: TrainConfig, quiet: bool) -> Result<ExitCode> {
-    train_on::<gen_runtime::TractBackend>(config, quiet)
-}
-
-#[cfg(not(feature = "tract"))]
-fn train_on_tract(_config: TrainConfig, _quiet: bool) -> Result<ExitCode> {
-    anyhow::bail!(
-        "--backend tract: this gen-train was built without the tract backend; rebuild it with the \
-         `tract` cargo feature: cargo build --release --features tract"
-    )
-}
-
-/// Trains with `config` on backend `B`, with progress, Ctrl-C handling and the summary.
-fn train_on<B: Backend>(config: TrainConfig, quiet: bool) -> Result<ExitCode> {
+/// Trains with `config` on `backend`, with progress, Ctrl-C handling and the summary.
+fn train_on(backend: BackendKind, config: TrainConfig, quiet: bool) -> Result<ExitCode> {
     let model = config.model.clone();
     let device = config.options.session.device;
-    let mut trainer = Trainer::<B>::with_backend(config)
+    let mut trainer = AnyTrainer::new(backend, config)
         .with_context(|| format!("cannot train {}", model.display()))?;
 
     let stop = Arc::new(AtomicBool::new(false));

@@ -7,8 +7,11 @@ use std::path::PathBuf;
 pub enum ImportError {
     #[error("{path}: {message}")]
     Io { path: PathBuf, message: String },
-    #[error("{path}: not a valid ONNX model (protobuf decoding failed: {message})")]
-    Decode { path: PathBuf, message: String },
+    #[error("{path}: not a valid ONNX model (protobuf decoding failed: {error})")]
+    Decode {
+        path: PathBuf,
+        error: protobuf::Error,
+    },
     #[error("{path}: the file is empty")]
     Empty { path: PathBuf },
     #[error("{path}: model has no graph")]
@@ -64,6 +67,12 @@ pub enum ImportError {
         node: String,
         message: String,
     },
+    /// Any of the above, in the model file `path`.
+    #[error("{}: {error}", path.display())]
+    InFile {
+        path: PathBuf,
+        error: Box<ImportError>,
+    },
 }
 
 impl ImportError {
@@ -73,10 +82,11 @@ impl ImportError {
             ImportError::Io { .. }
             | ImportError::Decode { .. }
             | ImportError::Empty { .. }
-            | ImportError::NoGraph { .. } => self,
-            other => ImportError::Io {
+            | ImportError::NoGraph { .. }
+            | ImportError::InFile { .. } => self,
+            other => ImportError::InFile {
                 path: path.to_path_buf(),
-                message: other.to_string(),
+                error: Box::new(other),
             },
         }
     }

@@ -20,6 +20,11 @@ pub enum ExportError {
     Io { path: PathBuf, message: String },
     #[error("the model is {size} bytes, over protobuf's 2 GiB limit even with external data")]
     TooLarge { size: usize },
+    #[error("{path}: cannot encode the model: {error}")]
+    Encode {
+        path: PathBuf,
+        error: protobuf::Error,
+    },
 }
 
 /// When tensors go to an external data file.
@@ -33,6 +38,33 @@ pub enum ExternalData {
     Never,
 }
 
+impl ExternalData {
+    /// `Auto` with the default threshold of 512 MiB.
+    pub const AUTO: ExternalData = ExternalData::Auto {
+        threshold: 512 << 20,
+    };
+}
+
+/// `auto` (with the default threshold), `always` or `never`, as `gen-compile --external-data`.
+#[cfg(feature = "clap")]
+impl clap::ValueEnum for ExternalData {
+    fn value_variants<'a>() -> &'a [Self] {
+        &[
+            ExternalData::AUTO,
+            ExternalData::Always,
+            ExternalData::Never,
+        ]
+    }
+
+    fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
+        Some(clap::builder::PossibleValue::new(match self {
+            ExternalData::Auto { .. } => "auto",
+            ExternalData::Always => "always",
+            ExternalData::Never => "never",
+        }))
+    }
+}
+
 #[derive(Clone, Copy, Debug)]
 pub struct ExportOptions {
     pub external: ExternalData,
@@ -43,9 +75,7 @@ pub struct ExportOptions {
 impl Default for ExportOptions {
     fn default() -> Self {
         ExportOptions {
-            external: ExternalData::Auto {
-                threshold: 512 << 20,
-            },
+            external: ExternalData::AUTO,
             min_external_bytes: 1024,
         }
     }
@@ -73,12 +103,8 @@ pub fn to_bytes(m: &Model) -> Vec<u8> {
     to_proto(m).write_to_bytes().unwrap_or_default()
 }
 
-/// Writes `path` (and `path.data` when tensors go external), atomically.
-pub fn save(m: &Model, path: &Path, opts: &ExportOptions) -> Result<(), ExportError> {
-    let io = |p: &Path, e: std::io::Error| ExportError::Io {
-        path: p.to_path_buf(),
-        message: e.to_string(),
-    };
+/// The external data file [`save`] writes beside `path` for `m` (`path.data`), if it writes one.
+pub fn data_path(m: &Model, path: &Path, opts: &ExportOptions) -> Option<PathBuf> {
     let total: usize = m.graph.initializers().map(|(_, t)| t.nbytes()).sum();
     let came_external = m
         .graph
@@ -93,7 +119,19 @@ pub fn save(m: &Model, path: &Path, opts: &ExportOptions) -> Result<(), ExportEr
         .file_name()
         .map(|f| format!("{}.data", f.to_string_lossy()))
         .unwrap_or_else(|| "model.onnx.data".into());
-    let mut ext = go_external.then(|| ExternalWriter::new(&file_name));
+    go_external.then(|| path.with_file_name(file_name))
+}
+
+/// Writes `path` (and `path.data` when tensors go external), atomically.
+pub fn save(m: &Model, path: &Path, opts: &ExportOptions) -> Result<(), ExportError> {
+    let io = |p: &Path, e: std::io::Error| ExportError::Io {
+        path: p.to_path_buf(),
+        message: e.to_string(),
+    };
+    let data_path = data_path(m, path, opts);
+    let mut ext = data_path
+        .as_ref()
+        .map(|d| ExternalWriter::new(&d.file_name().unwrap_or_default().to_string_lossy()));
     let mut proto = to_proto(m);
     if let (Some(w), Some(g)) = (ext.as_mut(), proto.graph.as_mut()) {
         for tp in g.initializer.iter_mut() {
@@ -102,23 +140,21 @@ pub fn save(m: &Model, path: &Path, opts: &ExportOptions) -> Result<(), ExportEr
             }
         }
     }
-    let bytes = proto.write_to_bytes().map_err(|e| ExportError::Io {
-        path: path.to_path_buf(),
-        message: e.to_string(),
-    })?;
+    let bytes = proto
+        .write_to_bytes()
+        .map_err(|error| ExportError::Encode {
+            path: path.to_path_buf(),
+            error,
+        })?;
     if bytes.len() > PROTOBUF_LIMIT {
         return Err(ExportError::TooLarge { size: bytes.len() });
     }
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty());
-    let data_path = dir
-        .map(|d| d.join(&file_name))
-        .unwrap_or_else(|| PathBuf::from(&file_name));
-    if let Some(w) = &ext {
-        write_atomic(&data_path, &w.bytes).map_err(|e| io(&data_path, e))?;
+    if let (Some(w), Some(d)) = (&ext, &data_path) {
+        write_atomic(d, &w.bytes).map_err(|e| io(d, e))?;
     }
     write_atomic(path, &bytes).map_err(|e| {
-        if ext.is_some() {
-            let _ = std::fs::remove_file(&data_path);
+        if let Some(d) = &data_path {
+            let _ = std::fs::remove_file(d);
         }
         io(path, e)
     })

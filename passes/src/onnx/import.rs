@@ -50,9 +50,9 @@ pub fn from_bytes(bytes: &[u8], base_dir: Option<&Path>) -> Result<Model, Import
 }
 
 fn from_bytes_at(bytes: &[u8], base: Option<&Path>, path: &Path) -> Result<Model, ImportError> {
-    let mp = ModelProto::parse_from_bytes(bytes).map_err(|e| ImportError::Decode {
+    let mp = ModelProto::parse_from_bytes(bytes).map_err(|error| ImportError::Decode {
         path: path.to_path_buf(),
-        message: e.to_string(),
+        error,
     })?;
     import_model(mp, base).map_err(|e| e.in_file(path))
 }

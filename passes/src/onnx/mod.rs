@@ -6,5 +6,5 @@ mod import;
 pub mod tensor;
 
 pub use error::ImportError;
-pub use export::{save, to_bytes, to_proto, ExportError, ExportOptions, ExternalData};
+pub use export::{data_path, save, to_bytes, to_proto, ExportError, ExportOptions, ExternalData};
 pub use import::{from_bytes, import_model, load, MAX_OPSET, MIN_OPSET};

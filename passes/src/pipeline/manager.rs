@@ -113,12 +113,8 @@ impl PassManager {
             let text = model_to_text(m);
             if let Some(dir) = &self.debug.dump_dir {
                 let file = dir.join(format!("{:02}-{name}.txt", self.records.len()));
-                std::fs::write(&file, &text).map_err(|e| {
-                    Error::stage(
-                        "dump-dir",
-                        std::io::Error::new(e.kind(), format!("{}: {e}", file.display())),
-                    )
-                })?;
+                std::fs::write(&file, &text)
+                    .map_err(|error| Error::DumpDir { path: file, error })?;
             }
             if want {
                 self.printed.push((name.to_string(), text));

@@ -52,8 +52,6 @@ pub enum OptimizerError {
     BadParam { name: String, ty: String },
     #[error("Nesterov momentum requires a momentum > 0 and zero dampening (torch.optim.SGD)")]
     Nesterov,
-    #[error("invalid optimizer setting: {0}")]
-    Setting(String),
 }
 
 /// One optimizer, its hyper-parameters resolved from the options.
@@ -123,16 +121,10 @@ impl Optimizer {
         if nesterov && (momentum <= 0.0 || dampening != 0.0) {
             return Err(OptimizerError::Nesterov);
         }
-        let wd = o.weight_decay();
-        if !(wd.is_finite() && wd >= 0.0) {
-            return Err(OptimizerError::Setting(format!("weight decay {wd}")));
-        }
-        if !(o.lr.is_finite() && o.lr > 0.0) {
-            return Err(OptimizerError::Setting(format!("lr {}", o.lr)));
-        }
+        // the numeric ranges were checked by `CompileOptions::validate` when compiling began
         Ok(Optimizer {
             kind: o.optimizer,
-            weight_decay: wd,
+            weight_decay: o.weight_decay(),
             momentum,
             dampening,
             nesterov,
