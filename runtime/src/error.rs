@@ -28,6 +28,9 @@ pub enum RuntimeError {
     /// A tensor has the wrong dtype, shape or byte length for what was asked of it.
     #[error("tensor {name}: {message}")]
     Tensor { name: String, message: String },
+    /// A stored tensor (initializer) cannot be decoded: bad sizes, counts or external data.
+    #[error(transparent)]
+    TensorData(#[from] gen_format::TensorError),
     /// A data file (`.npz` / `.npy`) is unreadable or does not fit the model.
     #[error("{}: {message}", path.display())]
     Data { path: PathBuf, message: String },
@@ -53,6 +56,15 @@ pub enum RuntimeError {
     #[cfg(feature = "tract")]
     #[error("tract, {context}: {message}")]
     Tract { context: String, message: String },
+}
+
+impl From<gen_format::WriteError> for RuntimeError {
+    fn from(e: gen_format::WriteError) -> Self {
+        RuntimeError::Io {
+            path: e.path,
+            source: e.source,
+        }
+    }
 }
 
 /// `Result` with [`RuntimeError`].

@@ -89,6 +89,9 @@ struct Cli {
     /// Tensors in OUT.onnx.data: auto (if the input had external data or the model is big)
     #[arg(long, value_enum, default_value_t = ExternalArg::Auto)]
     external_data: ExternalArg,
+    /// Read the input's external data even where symlinks lead outside its folder
+    #[arg(long)]
+    allow_external_outside_dir: bool,
     /// List the passes and what each changed
     #[arg(short, long)]
     verbose: bool,
@@ -244,7 +247,10 @@ fn run(cli: Cli) -> Result<()> {
             );
         }
     }
-    let model = gen_passes::onnx::load(&cli.model)?;
+    let load = gen_passes::onnx::LoadOptions {
+        allow_external_outside_dir: cli.allow_external_outside_dir,
+    };
+    let model = gen_passes::onnx::load_with(&cli.model, &load)?;
     let mut debug = Debug {
         print_after: cli.print_after.clone(),
         dump_dir: cli.dump_dir.clone(),

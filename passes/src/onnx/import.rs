@@ -7,6 +7,7 @@ use super::tensor::decode;
 use super::ImportError;
 use crate::ir::infer::infer_and_store;
 use crate::ir::{Attr, DType, Dim, Graph, Model, Op, TensorType, Type, ValueDef, ValueId};
+use gen_format::ExternalPolicy;
 use onnx_protobuf::attribute_proto::AttributeType;
 use onnx_protobuf::tensor_proto::DataLocation;
 use onnx_protobuf::{
@@ -15,8 +16,20 @@ use onnx_protobuf::{
 use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
 
-/// Loads a model file (external data is read relative to its folder).
+/// How a model file is read.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct LoadOptions {
+    /// Accept external data files that symlinks lead outside the model's folder.
+    pub allow_external_outside_dir: bool,
+}
+
+/// Loads a model file (external data is read relative to its folder, and must stay inside it).
 pub fn load(path: &Path) -> Result<Model, ImportError> {
+    load_with(path, &LoadOptions::default())
+}
+
+/// Loads a model file with `opts`.
+pub fn load_with(path: &Path, opts: &LoadOptions) -> Result<Model, ImportError> {
     let bytes = std::fs::read(path).map_err(|e| ImportError::Io {
         path: path.to_path_buf(),
         message: match e.kind() {
@@ -36,24 +49,36 @@ pub fn load(path: &Path) -> Result<Model, ImportError> {
             p
         }
     });
-    from_bytes_at(&bytes, base, path)
+    let ext = ExternalPolicy {
+        dir: base,
+        allow_outside_dir: opts.allow_external_outside_dir,
+    };
+    from_bytes_at(&bytes, ext, path)
 }
 
 /// Decodes a serialized model; `base_dir` is where external data lives.
 pub fn from_bytes(bytes: &[u8], base_dir: Option<&Path>) -> Result<Model, ImportError> {
-    from_bytes_at(bytes, base_dir, Path::new("<memory>"))
+    from_bytes_at(
+        bytes,
+        ExternalPolicy::within(base_dir),
+        Path::new("<memory>"),
+    )
 }
 
-fn from_bytes_at(bytes: &[u8], base: Option<&Path>, path: &Path) -> Result<Model, ImportError> {
+fn from_bytes_at(bytes: &[u8], ext: ExternalPolicy<'_>, path: &Path) -> Result<Model, ImportError> {
     let mp = ModelProto::parse_from_bytes(bytes).map_err(|e| ImportError::Decode {
         path: path.to_path_buf(),
         message: e.to_string(),
     })?;
-    import_model(mp, base).map_err(|e| e.in_file(path))
+    import_with(mp, ext).map_err(|e| e.in_file(path))
 }
 
 /// Imports an already decoded ModelProto.
-pub fn import_model(mut mp: ModelProto, base: Option<&Path>) -> Result<Model, ImportError> {
+pub fn import_model(mp: ModelProto, base: Option<&Path>) -> Result<Model, ImportError> {
+    import_with(mp, ExternalPolicy::within(base))
+}
+
+fn import_with(mut mp: ModelProto, ext: ExternalPolicy<'_>) -> Result<Model, ImportError> {
     let Some(gp) = mp.graph.take() else {
         return Err(ImportError::NoGraph {
             path: Path::new("<model>").to_path_buf(),
@@ -68,7 +93,7 @@ pub fn import_model(mut mp: ModelProto, base: Option<&Path>) -> Result<Model, Im
         })
         .collect();
     let opset = opsets.get("").copied().unwrap_or(1);
-    let cx = Importer { base, opset };
+    let cx = Importer { ext, opset };
     let graph = cx.graph(&gp, false)?;
     let mut m = Model {
         ir_version: mp.ir_version,
@@ -95,7 +120,7 @@ pub fn import_model(mut mp: ModelProto, base: Option<&Path>) -> Result<Model, Im
 }
 
 struct Importer<'a> {
-    base: Option<&'a Path>,
+    ext: ExternalPolicy<'a>,
     opset: i64,
 }
 
@@ -150,7 +175,7 @@ impl Importer<'_> {
             g.value_mut(v).doc = vi.doc_string.clone();
         }
         for tp in &gp.initializer {
-            let t = decode(tp, self.base)?;
+            let t = decode(tp, &self.ext)?;
             let external = tp.data_location.enum_value() == Ok(DataLocation::EXTERNAL);
             let v = match g.by_name(&tp.name) {
                 Some(v) if g.value(v).def == ValueDef::Input && g.value(v).init.is_none() => {
@@ -319,7 +344,7 @@ impl Importer<'_> {
             Ok(UNDEFINED) | Err(_) => guess_attr_type(a),
             Ok(t) => t,
         };
-        let tensor = |t| decode(t, self.base).map_err(AttrError::Tensor);
+        let tensor = |t| decode(t, &self.ext).map_err(AttrError::Tensor);
         Ok(match ty {
             FLOAT => Attr::Float(a.f),
             INT => Attr::Int(a.i),

@@ -5,7 +5,7 @@ mod import;
 pub mod tensor;
 
 pub use export::{save, to_bytes, to_proto, ExportError, ExportOptions, ExternalData};
-pub use import::{from_bytes, import_model, load};
+pub use import::{from_bytes, import_model, load, load_with, LoadOptions};
 
 use std::path::PathBuf;
 
@@ -20,8 +20,9 @@ pub enum ImportError {
     Empty { path: PathBuf },
     #[error("{path}: model has no graph")]
     NoGraph { path: PathBuf },
-    #[error("tensor '{name}': {message}")]
-    Tensor { name: String, message: String },
+    /// A tensor (initializer or attribute) that cannot be decoded; names the tensor and file.
+    #[error(transparent)]
+    Tensor(#[from] gen_format::TensorError),
     #[error("graph '{graph}', node {node}: input '{input}' is not produced by any node, graph input or initializer")]
     UndefinedInput {
         graph: String,

@@ -76,26 +76,7 @@ pub struct GenPlan {
 }
 
 /// Role of a carried value in the contract.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Role {
-    Param,
-    Buffer,
-    Optimizer,
-    Step,
-    Lr,
-}
-
-impl Role {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Param => "param",
-            Role::Buffer => "buffer",
-            Role::Optimizer => "optimizer",
-            Role::Step => "step",
-            Role::Lr => "lr",
-        }
-    }
-}
+pub use gen_format::StateRole as Role;
 
 /// The training step as the train passes build it up (`cx.train`).
 #[derive(Clone, Debug)]
