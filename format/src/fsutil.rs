@@ -5,19 +5,18 @@ use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
-/// A file that could not be written; names the file (the target or its temporary sibling).
+/// A file that could not be written; names the target file.
 #[derive(Debug, thiserror::Error)]
-#[error("{}: {source}", path.display())]
+#[error("{}: {error}", path.display())]
 pub struct WriteError {
     pub path: PathBuf,
-    #[source]
-    pub source: std::io::Error,
+    pub error: std::io::Error,
 }
 
 fn at(path: &Path) -> impl FnOnce(std::io::Error) -> WriteError + '_ {
-    move |source| WriteError {
+    move |error| WriteError {
         path: path.to_path_buf(),
-        source,
+        error,
     }
 }
 
@@ -40,11 +39,11 @@ pub fn write_atomic_with(
         std::process::id()
     ));
     let result = (|| {
-        let file = File::create(&tmp).map_err(at(&tmp))?;
+        let file = File::create(&tmp).map_err(at(path))?;
         let mut w = BufWriter::new(file);
-        fill(&mut w).map_err(at(&tmp))?;
-        let file = w.into_inner().map_err(|e| at(&tmp)(e.into_error()))?;
-        file.sync_all().map_err(at(&tmp))?;
+        fill(&mut w).map_err(at(path))?;
+        let file = w.into_inner().map_err(|e| at(path)(e.into_error()))?;
+        file.sync_all().map_err(at(path))?;
         std::fs::rename(&tmp, path).map_err(at(path))?;
         sync_dir(path)
     })();

@@ -62,7 +62,7 @@ impl From<gen_format::WriteError> for RuntimeError {
     fn from(e: gen_format::WriteError) -> Self {
         RuntimeError::Io {
             path: e.path,
-            source: e.source,
+            source: e.error,
         }
     }
 }
