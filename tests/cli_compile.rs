@@ -385,3 +385,55 @@ fn outputs_never_overwrite_the_inputs_external_data() {
     );
     assert_eq!(snapshot(&dir), before, "the folder changed");
 }
+
+#[cfg(unix)]
+#[test]
+fn external_data_symlinked_out_of_the_folder_needs_the_opt_out() {
+    let dir = tmpdir("extlink");
+    let (model_dir, store) = (dir.join("model"), dir.join("store"));
+    std::fs::create_dir_all(&model_dir).unwrap();
+    std::fs::create_dir_all(&store).unwrap();
+    let model = model_dir.join("external.onnx");
+    std::fs::copy(root().join("models/core/external.onnx"), &model).unwrap();
+    std::fs::copy(
+        root().join("models/core/external.onnx.data"),
+        store.join("external.onnx.data"),
+    )
+    .unwrap();
+    std::os::unix::fs::symlink(
+        "../store/external.onnx.data",
+        model_dir.join("external.onnx.data"),
+    )
+    .unwrap();
+    let out = dir.join("out.onnx");
+    let model_s = model.to_str().unwrap();
+    let out_s = out.to_str().unwrap();
+    fails_with(
+        &[model_s, "-o", out_s, "--emit", "forward"],
+        &out,
+        "outside the model's folder",
+    );
+    compiles(
+        model_s,
+        &out,
+        &["--emit", "forward", "--allow-external-outside-dir"],
+    );
+    assert!(out.is_file());
+}
+
+/// The contracts gen-compile writes are byte for byte the committed examples that
+/// `format/tests/contract_example.rs` round-trips through the `Contract` type.
+#[test]
+fn written_contracts_match_the_committed_examples() {
+    let dir = tmpdir("contract-example");
+    for (args, example) in [
+        (&[][..], "contract.example.json"),
+        (&["--emit", "grad"][..], "contract.grad.example.json"),
+    ] {
+        let out = dir.join("train.onnx");
+        compiles("models/digits/mlp.onnx", &out, args);
+        let m = gen_passes::onnx::load(&out).unwrap();
+        let want = std::fs::read_to_string(root().join("docs").join(example)).unwrap();
+        assert_eq!(m.metadata("gen.contract"), Some(want.as_str()), "{args:?}");
+    }
+}

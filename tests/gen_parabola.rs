@@ -253,7 +253,7 @@ fn probe_batch_current_uses_training_batch() {
     };
     let (mut m, cx) = quadratic(opts, &A, &W0, 1.0);
     run_train_passes(&mut m, cx);
-    let c = gen_passes::pipeline::contract::Contract::read(&m).expect("contract");
+    let c = gen_passes::pipeline::contract::read(&m).expect("contract");
     assert!(c.probe_data.is_empty());
     let dir = scratch("gen-parabola-current");
     let path = dir.join("train.onnx");

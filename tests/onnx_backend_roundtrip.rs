@@ -5,10 +5,13 @@
 //!
 //! The full report is written to `target/onnx-backend-roundtrip.txt`.
 
-use gen_passes::onnx::{self, tensor::decode};
+use gen_passes::onnx::{
+    self,
+    tensor::{decode, ExternalPolicy},
+};
 use gen_passes::pipeline::Debug;
 use gen_passes::{compile, CompileOptions, Emit};
-use gen_runtime::{run_model, DType, HostTensor, RunModelOptions};
+use gen_runtime::{run_model, HostTensor, RunModelOptions};
 use onnx_protobuf::{Message, TensorProto};
 use std::path::{Path, PathBuf};
 
@@ -39,8 +42,8 @@ fn read_pb(path: &Path) -> Option<(String, HostTensor)> {
     if tp.data_type == 0 {
         return None;
     }
-    let t = decode(&tp, path.parent()).ok()?;
-    let dtype = DType::from_onnx(t.dtype as i32)?;
+    let t = decode(&tp, &ExternalPolicy::within(path.parent())).ok()?;
+    let dtype = t.dtype;
     let shape: Vec<usize> = t.dims.iter().map(|&d| d as usize).collect();
     let host = match &t.data {
         gen_passes::ir::TensorData::Raw(b) => {

@@ -6,7 +6,7 @@ mod gen_support;
 use gen_passes::ir::Op;
 use gen_passes::onnx::{ExportOptions, ExternalData};
 use gen_passes::options::{GenCompat, OptimizerKind};
-use gen_passes::pipeline::contract::Contract;
+use gen_passes::pipeline::contract::{self, Controls, GraphKind, Outputs, StateRole};
 use gen_passes::CompileOptions;
 use gen_runtime::HostTensor;
 use gen_support::*;
@@ -33,44 +33,32 @@ fn x(rows: &[[f32; 2]]) -> Vec<(String, HostTensor)> {
 fn contract_lists_every_input_and_output() {
     let (mut m, cx) = running_mean_model(opts(GenCompat::Default, true), &[1.0, 2.0], &[1.0, -1.0]);
     run_train_passes(&mut m, cx);
-    let c = Contract::read(&m).expect("gen.contract");
+    let c = contract::read(&m).expect("gen.contract");
     assert_eq!(c.version, 1);
-    assert_eq!(c.kind, "train");
+    assert_eq!(c.kind, GraphKind::Train);
     assert_eq!(c.loss, "loss");
     assert_eq!(c.data, vec!["x"]);
     assert_eq!(c.probe_data.get("probe.x").map(String::as_str), Some("x"));
-    let state: Vec<(&str, Option<&str>, &str)> = c
+    let state: Vec<(&str, Option<&str>, StateRole)> = c
         .state
         .iter()
-        .map(|s| (s.input.as_str(), s.output.as_deref(), s.role.as_str()))
+        .map(|s| (s.input.as_str(), s.output.as_deref(), s.role))
         .collect();
     assert_eq!(
         state,
         vec![
-            ("w", Some("w.next"), "param"),
-            ("r", Some("r.next"), "buffer"),
-            ("opt.buf.w", Some("opt.buf.w.next"), "optimizer"),
-            ("gen.step", Some("gen.step.next"), "step"),
-            ("gen.lr", Some("gen.lr.next"), "lr"),
+            ("w", Some("w.next"), StateRole::Param),
+            ("r", Some("r.next"), StateRole::Buffer),
+            ("opt.buf.w", Some("opt.buf.w.next"), StateRole::Optimizer),
+            ("gen.step", Some("gen.step.next"), StateRole::Step),
+            ("gen.lr", Some("gen.lr.next"), StateRole::Lr),
         ]
     );
-    assert_eq!(
-        c.controls.get("scale").map(String::as_str),
-        Some("gen.scale")
-    );
-    assert_eq!(
-        c.controls.get("lazy_freq").map(String::as_str),
-        Some("gen.lazy_freq")
-    );
-    assert_eq!(c.outputs.get("lr").map(String::as_str), Some("gen.lr.next"));
-    assert_eq!(
-        c.outputs.get("gen_applied").map(String::as_str),
-        Some("gen.applied")
-    );
-    assert_eq!(
-        c.outputs.get("probe_losses").map(String::as_str),
-        Some("gen.probe_losses")
-    );
+    assert_eq!(c.controls.scale.as_deref(), Some("gen.scale"));
+    assert_eq!(c.controls.lazy_freq.as_deref(), Some("gen.lazy_freq"));
+    assert_eq!(c.outputs.lr.as_deref(), Some("gen.lr.next"));
+    assert_eq!(c.outputs.gen_applied.as_deref(), Some("gen.applied"));
+    assert_eq!(c.outputs.probe_losses.as_deref(), Some("gen.probe_losses"));
     assert_eq!(c.config["optimizer"], "momentum");
     assert_eq!(c.config["lazy_freq"], 2);
     assert_eq!(c.config["compat"], "default");
@@ -85,7 +73,10 @@ fn contract_lists_every_input_and_output() {
             .expect("state output");
         assert!(g.outputs.contains(&o));
     }
-    for control in c.controls.values() {
+    for control in [&c.controls.scale, &c.controls.lazy_freq]
+        .into_iter()
+        .flatten()
+    {
         let v = g.by_name(control).unwrap();
         assert!(g.inputs.contains(&v) && g.value(v).init.is_some());
     }
@@ -212,9 +203,13 @@ fn gen_off_is_a_plain_optimizer_step() {
     let (mut m, cx) =
         running_mean_model(opts(GenCompat::Default, false), &[1.0, 2.0], &[1.0, -1.0]);
     run_train_passes(&mut m, cx);
-    let c = Contract::read(&m).unwrap();
-    assert!(c.probe_data.is_empty() && c.controls.is_empty());
-    assert_eq!(c.outputs.keys().collect::<Vec<_>>(), vec!["lr"]);
+    let c = contract::read(&m).unwrap();
+    assert!(c.probe_data.is_empty() && c.controls == Controls::default());
+    let only_lr = Outputs {
+        lr: Some("gen.lr.next".into()),
+        ..Outputs::default()
+    };
+    assert_eq!(c.outputs, only_lr);
     assert_eq!(c.config["gen"], false);
     assert!(all_nodes(&m.graph).iter().all(|n| n.op != Op::If));
     let dir = scratch("train-graph-gen-off");

@@ -101,7 +101,7 @@ fn family(name: &str) {
                 (t == 1 && !has_bn && compat == GenCompat::Default && probe == ProbeBatch::Next)
                     .then(|| {
                         let eval = dir.join("train.eval.onnx");
-                        let contract = gen_passes::pipeline::contract::Contract::read(
+                        let contract = gen_passes::pipeline::contract::read(
                             &gen_passes::onnx::load(&eval).unwrap(),
                         )
                         .unwrap();

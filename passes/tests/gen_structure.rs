@@ -6,7 +6,7 @@ use gen_passes::ir::{
     Attr, Builder, DType, Dim, Graph, Model, Op, Tensor, TensorType, Type, ValueDef,
 };
 use gen_passes::options::{GenCompat, OptimizerKind, ProbeBatch};
-use gen_passes::pipeline::contract::Contract;
+use gen_passes::pipeline::contract::{self, Controls, StateRole};
 use gen_passes::pipeline::{cleanup_passes, train, Context, PassManager};
 use gen_passes::CompileOptions;
 
@@ -152,7 +152,7 @@ fn probe_batch_current_clones_two_forwards() {
         .count();
     assert_eq!(matmuls, 2);
     assert!(m.graph.by_name("probe.x").is_none());
-    assert!(Contract::read(&m).unwrap().probe_data.is_empty());
+    assert!(contract::read(&m).unwrap().probe_data.is_empty());
 }
 
 #[test]
@@ -166,13 +166,13 @@ fn reference_compat_advances_state_in_the_branch() {
     // lr, applied, probe losses, then per parameter: direction, m, v
     assert_eq!(then.outputs.len(), 3 + 2 * 3);
     assert_eq!(els.outputs.len(), then.outputs.len());
-    let c = Contract::read(&m).unwrap();
+    let c = contract::read(&m).unwrap();
     let opt_step = c
         .state
         .iter()
         .find(|s| s.input == "opt.step")
         .expect("opt.step");
-    assert_eq!(opt_step.role, "optimizer");
+    assert_eq!(opt_step.role, StateRole::Optimizer);
     assert_eq!(c.config["compat"], "reference");
     // SGD has no step count to carry
     let m = compile(CompileOptions {
@@ -196,8 +196,8 @@ fn gen_off_has_no_branch_and_no_controls() {
         .order()
         .iter()
         .all(|&n| m.graph.node(n).op != Op::If));
-    let c = Contract::read(&m).unwrap();
-    assert!(c.controls.is_empty() && c.probe_data.is_empty());
+    let c = contract::read(&m).unwrap();
+    assert!(c.controls == Controls::default() && c.probe_data.is_empty());
     let names: Vec<&str> = c.state.iter().map(|s| s.input.as_str()).collect();
     assert_eq!(
         names,
@@ -220,18 +220,18 @@ fn slots_per_optimizer() {
             ..opts()
         })
         .unwrap();
-        let c = Contract::read(&m).unwrap();
+        let c = contract::read(&m).unwrap();
         let got: Vec<&str> = c
             .state
             .iter()
-            .filter(|s| s.role == "optimizer")
+            .filter(|s| s.role == StateRole::Optimizer)
             .map(|s| s.input.as_str())
             .collect();
         assert_eq!(got, slots, "{kind:?}");
         for s in &c.state {
             let v = m.graph.by_name(&s.input).unwrap();
             let init = m.graph.value(v).init.as_ref().expect("default");
-            if s.role == "optimizer" {
+            if s.role == StateRole::Optimizer {
                 assert!(init.to_f64_vec().unwrap().iter().all(|&x| x == 0.0));
             }
         }

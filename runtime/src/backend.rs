@@ -106,7 +106,7 @@ impl sealed::Run for OrtBackend {
     fn signature(&self, name: &str, value: &DynValue) -> Result<(DType, Vec<usize>)> {
         match value.dtype() {
             ValueType::Tensor { ty, shape, .. } => Ok((
-                DType::from_ort(*ty).ok_or_else(|| RuntimeError::Tensor {
+                crate::tensor::from_ort(*ty).ok_or_else(|| RuntimeError::Tensor {
                     name: name.to_string(),
                     message: format!("unsupported element type {ty}"),
                 })?,

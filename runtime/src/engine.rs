@@ -160,7 +160,7 @@ impl Engine {
             .filter_map(|i| match i.dtype() {
                 ValueType::Tensor { ty, shape, .. } => Some(InputSpec {
                     name: i.name().to_string(),
-                    dtype: DType::from_ort(*ty)?,
+                    dtype: crate::tensor::from_ort(*ty)?,
                     shape: shape.iter().map(|&d| usize::try_from(d).ok()).collect(),
                 }),
                 _ => None,

@@ -46,6 +46,9 @@ pub enum RuntimeError {
     /// A tensor has the wrong dtype, shape or byte length for what was asked of it.
     #[error("tensor {name}: {message}")]
     Tensor { name: String, message: String },
+    /// A stored tensor (initializer) cannot be decoded: bad sizes, counts or external data.
+    #[error(transparent)]
+    TensorData(#[from] gen_format::TensorError),
     /// A data file (`.npz` / `.npy`) is unreadable or does not fit the model.
     #[error("{}: {message}", path.display())]
     Data { path: PathBuf, message: String },
@@ -165,6 +168,15 @@ pub enum BenchError {
 impl From<BenchError> for RuntimeError {
     fn from(e: BenchError) -> Self {
         RuntimeError::Bench(e)
+    }
+}
+
+impl From<gen_format::WriteError> for RuntimeError {
+    fn from(e: gen_format::WriteError) -> Self {
+        RuntimeError::Io {
+            path: e.path,
+            error: e.error,
+        }
     }
 }
 

@@ -37,7 +37,7 @@ impl<B: Backend> EvalSession<B> {
         settings: &SessionSettings,
     ) -> Result<EvalSession<B>> {
         let model = OnnxModel::read(path)?;
-        let contract = Contract::from_model(&model)?;
+        let contract = crate::contract::from_model(&model)?;
         let err = |message: String| RuntimeError::Contract {
             path: path.to_path_buf(),
             message,

@@ -1,18 +1,16 @@
 //! Reading and writing ONNX `ModelProto`s: metadata, graph inputs/outputs and initializers,
 //! including initializers stored in external data files beside the model.
 //!
-//! Tensors are decoded here (not with onnx-protobuf's helpers) from `raw_data`, the typed
-//! `*_data` fields, or `data_location = EXTERNAL` files.
+//! Tensors go through gen-format's codec (`raw_data`, the typed `*_data` fields, or
+//! `data_location = EXTERNAL` files inside the model's folder, every size checked first).
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use onnx_protobuf::tensor_proto::DataLocation;
-use onnx_protobuf::{Message, ModelProto, StringStringEntryProto, TensorProto};
-use protobuf::EnumOrUnknown;
+use gen_format::tensor::{Decoded, ExternalPolicy, ExternalWriter, TensorData};
+use onnx_protobuf::{Message, ModelProto, TensorProto};
 
 use crate::error::{io_err, Result, RuntimeError};
-use crate::tensor::{DType, Element, HostTensor};
+use crate::tensor::HostTensor;
 
 /// A parsed ONNX model and the folder its external data is relative to.
 #[derive(Debug, Clone)]
@@ -105,142 +103,51 @@ impl OnnxModel {
     }
 }
 
-fn model_err(name: &str, message: impl Into<String>) -> RuntimeError {
-    RuntimeError::Tensor {
-        name: name.to_string(),
-        message: message.into(),
-    }
-}
-
-/// Decodes a `TensorProto`, reading external data relative to `dir`.
+/// Decodes a `TensorProto` (gen-format's codec), reading external data from inside `dir`.
 pub(crate) fn decode_tensor(t: &TensorProto, dir: &Path) -> Result<HostTensor> {
     let name = t.name.as_str();
-    let dtype = DType::from_onnx(t.data_type)
-        .ok_or_else(|| model_err(name, format!("unsupported ONNX data type {}", t.data_type)))?;
-    let shape = t
-        .dims
-        .iter()
-        .map(|&d| usize::try_from(d))
-        .collect::<Result<Vec<usize>, _>>()
-        .map_err(|_| model_err(name, format!("negative dimension in {:?}", t.dims)))?;
-    let numel: usize = shape.iter().product();
-    let located_outside = t.data_location == EnumOrUnknown::new(DataLocation::EXTERNAL);
+    let Decoded { dtype, dims, data } = gen_format::decode(t, &ExternalPolicy::within(Some(dir)))?;
     let with_name = |e: RuntimeError| match e {
-        RuntimeError::Tensor { message, .. } => model_err(name, message),
+        RuntimeError::Tensor { message, .. } => RuntimeError::Tensor {
+            name: name.to_string(),
+            message,
+        },
         other => other,
     };
-    if dtype == DType::String {
-        if located_outside {
-            return Err(model_err(name, "external string data is not supported"));
+    // Dimensions were checked (non-negative, product fits) by the codec.
+    let shape: Vec<usize> = dims.iter().map(|&d| d as usize).collect();
+    match data {
+        TensorData::Raw(bytes) => HostTensor::from_bytes(dtype, shape, bytes).map_err(with_name),
+        TensorData::Strings(strings) => {
+            let strings = strings
+                .into_iter()
+                .map(String::from_utf8)
+                .collect::<std::result::Result<Vec<_>, _>>()
+                .map_err(|_| {
+                    with_name(RuntimeError::Tensor {
+                        name: String::new(),
+                        message: "string data is not UTF-8".into(),
+                    })
+                })?;
+            HostTensor::from_strings(shape, strings).map_err(with_name)
         }
-        let strings = t
-            .string_data
-            .iter()
-            .map(|s| String::from_utf8(s.clone()))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|_| model_err(name, "string data is not UTF-8"))?;
-        return HostTensor::from_strings(shape, strings).map_err(with_name);
     }
-    let bytes = if located_outside {
-        read_external(t, dir, numel * dtype.size().unwrap_or(1))?
-    } else if !t.raw_data.is_empty() {
-        t.raw_data.clone()
-    } else {
-        typed_field_bytes(t, dtype)
-    };
-    HostTensor::from_bytes(dtype, shape, bytes).map_err(with_name)
-}
-
-/// Little-endian bytes from the typed repeated fields (`float_data`, `int32_data`, ...).
-fn typed_field_bytes(t: &TensorProto, dtype: DType) -> Vec<u8> {
-    fn le<T: Element>(values: impl Iterator<Item = T>) -> Vec<u8> {
-        let mut out = Vec::new();
-        values.for_each(|v| v.write_le(&mut out));
-        out
-    }
-    // int32_data carries every type narrower than 32 bits (f16/bf16 as their bit patterns); the
-    // `as` casts keep the low bits, which is the encoding.
-    let narrow = t.int32_data.iter();
-    match dtype {
-        DType::F32 => le(t.float_data.iter().copied()),
-        DType::F64 => le(t.double_data.iter().copied()),
-        DType::I64 => le(t.int64_data.iter().copied()),
-        DType::U64 => le(t.uint64_data.iter().copied()),
-        DType::U32 => le(t.uint64_data.iter().map(|&v| v as u32)),
-        DType::I32 => le(narrow.copied()),
-        DType::I16 => le(narrow.map(|&v| v as i16)),
-        DType::U16 | DType::F16 | DType::BF16 => le(narrow.map(|&v| v as u16)),
-        DType::I8 => le(narrow.map(|&v| v as i8)),
-        DType::U8 => le(narrow.map(|&v| v as u8)),
-        DType::Bool => le(narrow.map(|&v| v != 0)),
-        DType::String => Vec::new(),
-    }
-}
-
-fn read_external(t: &TensorProto, dir: &Path, expected_len: usize) -> Result<Vec<u8>> {
-    let name = t.name.as_str();
-    let entries: HashMap<&str, &str> = t
-        .external_data
-        .iter()
-        .map(|e| (e.key.as_str(), e.value.as_str()))
-        .collect();
-    let location = entries
-        .get("location")
-        .ok_or_else(|| model_err(name, "external data without a location"))?;
-    let number = |key: &str| -> Result<Option<usize>> {
-        entries
-            .get(key)
-            .map(|v| {
-                v.parse::<usize>().map_err(|_| {
-                    model_err(name, format!("external data {key} `{v}` is not a number"))
-                })
-            })
-            .transpose()
-    };
-    let offset = number("offset")?.unwrap_or(0);
-    let length = number("length")?.unwrap_or(expected_len);
-    let relative = Path::new(location);
-    if relative.is_absolute()
-        || relative
-            .components()
-            .any(|c| matches!(c, std::path::Component::ParentDir))
-    {
-        return Err(model_err(
-            name,
-            format!("external data location `{location}` must stay beside the model"),
-        ));
-    }
-    let path = dir.join(relative);
-    let data = std::fs::read(&path).map_err(io_err(&path))?;
-    data.get(offset..offset.saturating_add(length))
-        .map(<[u8]>::to_vec)
-        .ok_or_else(|| {
-            model_err(
-                name,
-                format!(
-                    "external data {}: bytes {offset}..{} past its end ({} bytes)",
-                    path.display(),
-                    offset + length,
-                    data.len()
-                ),
-            )
-        })
 }
 
 /// Encodes a `HostTensor` as a `TensorProto` (raw_data for numbers, string_data for strings).
 pub(crate) fn encode_tensor(name: &str, t: &HostTensor) -> TensorProto {
-    let mut proto = TensorProto::new();
-    proto.name = name.to_string();
-    proto.data_type = t.dtype().onnx();
-    proto.dims = t.shape().iter().map(|&d| d as i64).collect();
-    match (t.bytes(), t.strings()) {
-        (Some(bytes), _) => proto.raw_data = bytes.to_vec(),
-        (None, Some(strings)) => {
-            proto.string_data = strings.iter().map(|s| s.as_bytes().to_vec()).collect()
-        }
-        (None, None) => {}
-    }
-    proto
+    let data = match (t.bytes(), t.strings()) {
+        (Some(bytes), _) => TensorData::Raw(bytes.to_vec()),
+        (None, strings) => TensorData::Strings(
+            strings
+                .unwrap_or_default()
+                .iter()
+                .map(|s| s.as_bytes().to_vec())
+                .collect(),
+        ),
+    };
+    let dims = t.shape().iter().map(|&d| d as i64).collect();
+    gen_format::encode(name, t.dtype(), dims, data)
 }
 
 /// Moves every initializer of at least `threshold` bytes into one external data file `location`
@@ -251,32 +158,21 @@ pub(crate) fn externalize(
     location: &str,
     threshold: usize,
 ) -> Result<()> {
-    let mut blob = Vec::new();
+    let mut writer = ExternalWriter::new(location);
     for t in proto.graph.mut_or_insert_default().initializer.iter_mut() {
-        if t.raw_data.len() < threshold {
-            continue;
+        if t.raw_data.len() >= threshold {
+            writer.externalize(t);
         }
-        let entry = |key: &str, value: String| {
-            let mut e = StringStringEntryProto::new();
-            e.key = key.to_string();
-            e.value = value;
-            e
-        };
-        t.external_data = vec![
-            entry("location", location.to_string()),
-            entry("offset", blob.len().to_string()),
-            entry("length", t.raw_data.len().to_string()),
-        ];
-        t.data_location = EnumOrUnknown::new(DataLocation::EXTERNAL);
-        blob.append(&mut t.raw_data);
     }
     let dir = model_path.parent().unwrap_or(Path::new("."));
-    crate::fsutil::write_atomic(&dir.join(location), &blob)
+    crate::fsutil::write_atomic(&dir.join(location), &writer.bytes)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use crate::tensor::DType;
 
     #[test]
     fn typed_fields_decode() {
@@ -292,7 +188,7 @@ mod tests {
         t.int32_data.clear();
         t.float_data = vec![1.5, 2.5];
         let err = decode_tensor(&t, Path::new(".")).unwrap_err().to_string();
-        assert!(err.contains("tensor x"), "{err}");
+        assert!(err.contains("tensor 'x'"), "{err}");
 
         let back = encode_tensor(
             "y",

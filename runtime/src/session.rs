@@ -88,7 +88,7 @@ impl<B: Backend> TrainSession<B> {
     /// Opens `path` (a train graph with a contract) on backend `B`, on the configured device.
     pub fn open_with_backend(path: &Path, options: &TrainOptions) -> Result<TrainSession<B>> {
         let model = OnnxModel::read(path)?;
-        let contract = Contract::from_model(&model)?;
+        let contract = crate::contract::from_model(&model)?;
         if contract.kind != GraphKind::Train {
             return Err(contract_err(
                 path,

@@ -7,134 +7,40 @@
 use ndarray::{ArrayD, IxDyn};
 use ort::memory::Allocator;
 use ort::value::{DynTensor, DynTensorValueType, DynValue, Tensor, TensorElementType, ValueType};
-use serde::{Deserialize, Serialize};
 
 use crate::env::Ort;
 use crate::error::{ort_err, Result, RuntimeError};
 
-/// Element type of a tensor: every type ONNX Runtime accepts for model inputs and outputs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum DType {
-    F32,
-    F64,
-    F16,
-    BF16,
-    I8,
-    I16,
-    I32,
-    I64,
-    U8,
-    U16,
-    U32,
-    U64,
-    Bool,
-    String,
-}
+pub use gen_format::DType;
 
-impl DType {
-    /// Bytes per element, `None` for strings.
-    pub fn size(self) -> Option<usize> {
-        Some(match self {
-            DType::I8 | DType::U8 | DType::Bool => 1,
-            DType::F16 | DType::BF16 | DType::I16 | DType::U16 => 2,
-            DType::F32 | DType::I32 | DType::U32 => 4,
-            DType::F64 | DType::I64 | DType::U64 => 8,
-            DType::String => return None,
-        })
-    }
-
-    /// Short lowercase name (`f32`, `i64`, `bool`, ...), as in error messages and checkpoints.
-    pub fn name(self) -> &'static str {
-        match self {
-            DType::F32 => "f32",
-            DType::F64 => "f64",
-            DType::F16 => "f16",
-            DType::BF16 => "bf16",
-            DType::I8 => "i8",
-            DType::I16 => "i16",
-            DType::I32 => "i32",
-            DType::I64 => "i64",
-            DType::U8 => "u8",
-            DType::U16 => "u16",
-            DType::U32 => "u32",
-            DType::U64 => "u64",
-            DType::Bool => "bool",
-            DType::String => "string",
-        }
-    }
-
-    /// The `TensorProto.DataType` number.
-    pub fn onnx(self) -> i32 {
-        match self {
-            DType::F32 => 1,
-            DType::U8 => 2,
-            DType::I8 => 3,
-            DType::U16 => 4,
-            DType::I16 => 5,
-            DType::I32 => 6,
-            DType::I64 => 7,
-            DType::String => 8,
-            DType::Bool => 9,
-            DType::F16 => 10,
-            DType::F64 => 11,
-            DType::U32 => 12,
-            DType::U64 => 13,
-            DType::BF16 => 16,
-        }
-    }
-
-    /// From a `TensorProto.DataType` number; `None` for types the runtime does not carry
-    /// (complex, 8/4/2-bit floats and integers).
-    pub fn from_onnx(code: i32) -> Option<DType> {
-        ALL.iter().copied().find(|d| d.onnx() == code)
-    }
-
-    pub(crate) fn to_ort(self) -> TensorElementType {
-        match self {
-            DType::F32 => TensorElementType::Float32,
-            DType::F64 => TensorElementType::Float64,
-            DType::F16 => TensorElementType::Float16,
-            DType::BF16 => TensorElementType::Bfloat16,
-            DType::I8 => TensorElementType::Int8,
-            DType::I16 => TensorElementType::Int16,
-            DType::I32 => TensorElementType::Int32,
-            DType::I64 => TensorElementType::Int64,
-            DType::U8 => TensorElementType::Uint8,
-            DType::U16 => TensorElementType::Uint16,
-            DType::U32 => TensorElementType::Uint32,
-            DType::U64 => TensorElementType::Uint64,
-            DType::Bool => TensorElementType::Bool,
-            DType::String => TensorElementType::String,
-        }
-    }
-
-    pub(crate) fn from_ort(ty: TensorElementType) -> Option<DType> {
-        ALL.iter().copied().find(|d| d.to_ort() == ty)
-    }
-}
-
-const ALL: [DType; 14] = [
-    DType::F32,
-    DType::F64,
-    DType::F16,
-    DType::BF16,
-    DType::I8,
-    DType::I16,
-    DType::I32,
-    DType::I64,
-    DType::U8,
-    DType::U16,
-    DType::U32,
-    DType::U64,
-    DType::Bool,
-    DType::String,
+/// The element types the runtime carries (every type ONNX Runtime accepts for model inputs and
+/// outputs) and their ONNX Runtime names.
+const ORT_TYPES: [(DType, TensorElementType); 14] = [
+    (DType::F32, TensorElementType::Float32),
+    (DType::F64, TensorElementType::Float64),
+    (DType::F16, TensorElementType::Float16),
+    (DType::BF16, TensorElementType::Bfloat16),
+    (DType::I8, TensorElementType::Int8),
+    (DType::I16, TensorElementType::Int16),
+    (DType::I32, TensorElementType::Int32),
+    (DType::I64, TensorElementType::Int64),
+    (DType::U8, TensorElementType::Uint8),
+    (DType::U16, TensorElementType::Uint16),
+    (DType::U32, TensorElementType::Uint32),
+    (DType::U64, TensorElementType::Uint64),
+    (DType::Bool, TensorElementType::Bool),
+    (DType::String, TensorElementType::String),
 ];
 
-impl std::fmt::Display for DType {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.name())
-    }
+/// ONNX Runtime's element type for `dtype`; `None` for types the runtime does not carry
+/// (complex, 8/4/2-bit floats and integers).
+pub(crate) fn to_ort(dtype: DType) -> Option<TensorElementType> {
+    ORT_TYPES.iter().find(|(d, _)| *d == dtype).map(|&(_, t)| t)
+}
+
+/// The runtime's element type for an ONNX Runtime one.
+pub(crate) fn from_ort(ty: TensorElementType) -> Option<DType> {
+    ORT_TYPES.iter().find(|(_, t)| *t == ty).map(|&(d, _)| d)
 }
 
 /// A Rust element type with a fixed little-endian encoding.
@@ -197,6 +103,12 @@ fn tensor_err(name: &str, message: impl Into<String>) -> RuntimeError {
 impl HostTensor {
     /// A numeric tensor from little-endian bytes; the byte count must match dtype and shape.
     pub fn from_bytes(dtype: DType, shape: Vec<usize>, bytes: Vec<u8>) -> Result<HostTensor> {
+        if to_ort(dtype).is_none() {
+            return Err(tensor_err(
+                "",
+                format!("element type {dtype} is not supported by the runtime"),
+            ));
+        }
         let Some(size) = dtype.size() else {
             return Err(tensor_err("", "string tensors are built with from_strings"));
         };
@@ -316,25 +228,8 @@ impl HostTensor {
         let Data::Bytes(bytes) = &self.data else {
             return Err(tensor_err("", "a string tensor has no numeric values"));
         };
-        let size = self.dtype.size().unwrap_or(1);
-        let chunks = bytes.chunks_exact(size);
-        Ok(match self.dtype {
-            DType::F32 => chunks.map(|c| f64::from(f32::read_le(c))).collect(),
-            DType::F64 => chunks.map(f64::read_le).collect(),
-            DType::F16 => chunks.map(|c| f16_to_f64(u16::read_le(c))).collect(),
-            DType::BF16 => chunks
-                .map(|c| f64::from(f32::from_bits(u32::from(u16::read_le(c)) << 16)))
-                .collect(),
-            DType::I8 => chunks.map(|c| f64::from(i8::read_le(c))).collect(),
-            DType::I16 => chunks.map(|c| f64::from(i16::read_le(c))).collect(),
-            DType::I32 => chunks.map(|c| f64::from(i32::read_le(c))).collect(),
-            DType::I64 => chunks.map(|c| i64::read_le(c) as f64).collect(),
-            DType::U8 | DType::Bool => chunks.map(|c| f64::from(c[0])).collect(),
-            DType::U16 => chunks.map(|c| f64::from(u16::read_le(c))).collect(),
-            DType::U32 => chunks.map(|c| f64::from(u32::read_le(c))).collect(),
-            DType::U64 => chunks.map(|c| u64::read_le(c) as f64).collect(),
-            DType::String => unreachable!("string data is held as Data::Strings"),
-        })
+        gen_format::le_to_f64(self.dtype, bytes)
+            .ok_or_else(|| tensor_err("", format!("{} has no numeric values", self.dtype)))
     }
 
     /// The single value of a one-element tensor, as f64.
@@ -390,7 +285,10 @@ impl HostTensor {
                 .map(|t| t.into_dyn())
                 .map_err(ort_err("creating a string tensor")),
             Data::Bytes(bytes) => {
-                let mut tensor = DynTensor::new(&Allocator::default(), self.dtype.to_ort(), shape)
+                let ty = to_ort(self.dtype).ok_or_else(|| {
+                    tensor_err("", format!("element type {} is not supported", self.dtype))
+                })?;
+                let mut tensor = DynTensor::new(&Allocator::default(), ty, shape)
                     .map_err(ort_err("allocating a tensor"))?;
                 if !bytes.is_empty() {
                     let dst = tensor.data_ptr_mut().cast::<u8>();
@@ -417,7 +315,7 @@ impl HostTensor {
                 })
             }
         };
-        let dtype = DType::from_ort(ty).ok_or_else(|| {
+        let dtype = from_ort(ty).ok_or_else(|| {
             tensor_err(
                 name,
                 format!("element type {ty} is not supported by the runtime"),
@@ -477,19 +375,6 @@ pub(crate) fn numel(shape: &[usize]) -> usize {
     shape.iter().product()
 }
 
-/// IEEE 754 half precision to f64, exactly.
-fn f16_to_f64(bits: u16) -> f64 {
-    let sign = if bits & 0x8000 != 0 { -1.0 } else { 1.0 };
-    let exp = i32::from((bits >> 10) & 0x1f);
-    let frac = f64::from(bits & 0x3ff);
-    match exp {
-        0 => sign * frac * 2f64.powi(-24),
-        0x1f if frac == 0.0 => sign * f64::INFINITY,
-        0x1f => f64::NAN,
-        _ => sign * (1.0 + frac / 1024.0) * 2f64.powi(exp - 15),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -534,22 +419,21 @@ mod tests {
 
     #[test]
     fn half_floats_decode() {
-        // 1.0, -2.5 and the smallest subnormal in f16; 1.0 in bf16.
-        let f16 = HostTensor::from_vec(vec![3], vec![0x3c00u16, 0xc100, 0x0001]).unwrap();
-        let f16 =
-            HostTensor::from_bytes(DType::F16, vec![3], f16.bytes().unwrap().to_vec()).unwrap();
-        assert_eq!(f16.to_f64_vec().unwrap(), vec![1.0, -2.5, 2f64.powi(-24)]);
+        let f16 = HostTensor::from_bytes(DType::F16, vec![], 0x3c00u16.to_le_bytes().to_vec());
+        assert_eq!(f16.unwrap().scalar_f64().unwrap(), 1.0);
         let bf16 =
             HostTensor::from_bytes(DType::BF16, vec![], 0x3f80u16.to_le_bytes().to_vec()).unwrap();
         assert_eq!(bf16.scalar_f64().unwrap(), 1.0);
     }
 
     #[test]
-    fn onnx_codes_round_trip() {
-        for d in ALL {
-            assert_eq!(DType::from_onnx(d.onnx()), Some(d));
-            assert_eq!(DType::from_ort(d.to_ort()), Some(d));
+    fn ort_types_round_trip() {
+        for (d, t) in ORT_TYPES {
+            assert_eq!(to_ort(d), Some(t));
+            assert_eq!(from_ort(t), Some(d));
         }
-        assert_eq!(DType::from_onnx(14), None);
+        assert_eq!(to_ort(DType::C64), None);
+        let err = HostTensor::from_bytes(DType::C64, vec![1], vec![0; 8]).unwrap_err();
+        assert!(err.to_string().contains("not supported"), "{err}");
     }
 }

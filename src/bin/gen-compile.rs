@@ -91,6 +91,9 @@ struct Cli {
     /// Tensors in OUT.onnx.data: auto (if the input had external data or the model is big)
     #[arg(long, value_enum, default_value_t = ExternalData::AUTO)]
     external_data: ExternalData,
+    /// Read the input's external data even where symlinks lead outside its folder
+    #[arg(long)]
+    allow_external_outside_dir: bool,
     /// List the passes and what each changed
     #[arg(short, long)]
     verbose: bool,
@@ -138,7 +141,10 @@ fn run(cli: Cli) -> Result<()> {
             .with_context(|| format!("--dump-dir {}: cannot create the folder", dir.display()))?;
     }
     output::check_folder(&cli.output)?;
-    let model = gen_passes::onnx::load(&cli.model)?;
+    let load = gen_passes::onnx::LoadOptions {
+        allow_external_outside_dir: cli.allow_external_outside_dir,
+    };
+    let model = gen_passes::onnx::load_with(&cli.model, &load)?;
     let inputs = InputFiles::of(&cli.model, &model)?;
     let mut debug = Debug {
         print_after: cli.print_after.clone(),

@@ -12,4 +12,4 @@ pub mod verify;
 pub use builder::Builder;
 pub use graph::{Attr, Graph, Model, Node, NodeId, Value, ValueDef, ValueId};
 pub use ops::Op;
-pub use types::{f16_to_f32, f32_to_f16, DType, Dim, Tensor, TensorData, TensorType, Type};
+pub use types::{DType, Dim, Tensor, TensorData, TensorType, Type};

@@ -16,8 +16,9 @@ pub enum ImportError {
     Empty { path: PathBuf },
     #[error("{path}: model has no graph")]
     NoGraph { path: PathBuf },
-    #[error("tensor '{name}': {message}")]
-    Tensor { name: String, message: String },
+    /// A tensor (initializer or attribute) that cannot be decoded; names the tensor and file.
+    #[error(transparent)]
+    Tensor(#[from] gen_format::TensorError),
     #[error("graph '{graph}', node {node}: input '{input}' is not produced by any node, graph input or initializer")]
     UndefinedInput {
         graph: String,

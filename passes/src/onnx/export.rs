@@ -5,19 +5,21 @@
 
 use super::tensor::{encode, ExternalWriter};
 use crate::ir::{Attr, Dim, Graph, Model, Type, ValueDef, ValueId};
+use gen_format::{write_atomic, WriteError};
 use onnx_protobuf::attribute_proto::AttributeType;
 use onnx_protobuf::{
     tensor_shape_proto, type_proto, AttributeProto, GraphProto, Message, ModelProto, NodeProto,
     OperatorSetIdProto, StringStringEntryProto, TensorShapeProto, TypeProto, ValueInfoProto,
 };
 use std::collections::{HashMap, HashSet};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ExportError {
     #[error("{path}: {message}")]
     Io { path: PathBuf, message: String },
+    #[error(transparent)]
+    Write(#[from] WriteError),
     #[error("the model is {size} bytes, over protobuf's 2 GiB limit even with external data")]
     TooLarge { size: usize },
     #[error("{path}: cannot encode the model: {error}")]
@@ -124,10 +126,6 @@ pub fn data_path(m: &Model, path: &Path, opts: &ExportOptions) -> Option<PathBuf
 
 /// Writes `path` (and `path.data` when tensors go external), atomically.
 pub fn save(m: &Model, path: &Path, opts: &ExportOptions) -> Result<(), ExportError> {
-    let io = |p: &Path, e: std::io::Error| ExportError::Io {
-        path: p.to_path_buf(),
-        message: e.to_string(),
-    };
     let data_path = data_path(m, path, opts);
     let mut ext = data_path
         .as_ref()
@@ -150,36 +148,14 @@ pub fn save(m: &Model, path: &Path, opts: &ExportOptions) -> Result<(), ExportEr
         return Err(ExportError::TooLarge { size: bytes.len() });
     }
     if let (Some(w), Some(d)) = (&ext, &data_path) {
-        write_atomic(d, &w.bytes).map_err(|e| io(d, e))?;
+        write_atomic(d, &w.bytes)?;
     }
     write_atomic(path, &bytes).map_err(|e| {
         if let Some(d) = &data_path {
             let _ = std::fs::remove_file(d);
         }
-        io(path, e)
+        e.into()
     })
-}
-
-/// Writes a file through a temporary sibling and a rename.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let name = path
-        .file_name()
-        .ok_or_else(|| std::io::Error::other("not a file path"))?;
-    let tmp = path.with_file_name(format!(
-        ".{}.tmp-{}",
-        name.to_string_lossy(),
-        std::process::id()
-    ));
-    let result = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
 }
 
 /// Builds the ModelProto.

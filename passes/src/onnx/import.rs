@@ -7,6 +7,7 @@ use super::error::ImportError;
 use super::tensor::decode;
 use crate::ir::infer::infer_graph;
 use crate::ir::{Attr, DType, Dim, Graph, Model, Op, TensorType, Type, ValueDef, ValueId};
+use gen_format::ExternalPolicy;
 use onnx_protobuf::attribute_proto::AttributeType;
 use onnx_protobuf::tensor_proto::DataLocation;
 use onnx_protobuf::{
@@ -20,8 +21,20 @@ pub const MIN_OPSET: i64 = 1;
 /// The newest default-domain opset gen-compile knows (that of the ONNX release it follows).
 pub const MAX_OPSET: i64 = 24;
 
-/// Loads a model file (external data is read relative to its folder).
+/// How a model file is read.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct LoadOptions {
+    /// Accept external data files that symlinks lead outside the model's folder.
+    pub allow_external_outside_dir: bool,
+}
+
+/// Loads a model file (external data is read relative to its folder, and must stay inside it).
 pub fn load(path: &Path) -> Result<Model, ImportError> {
+    load_with(path, &LoadOptions::default())
+}
+
+/// Loads a model file with `opts`.
+pub fn load_with(path: &Path, opts: &LoadOptions) -> Result<Model, ImportError> {
     let bytes = std::fs::read(path).map_err(|e| ImportError::Io {
         path: path.to_path_buf(),
         message: match e.kind() {
@@ -41,24 +54,36 @@ pub fn load(path: &Path) -> Result<Model, ImportError> {
             p
         }
     });
-    from_bytes_at(&bytes, base, path)
+    let ext = ExternalPolicy {
+        dir: base,
+        allow_outside_dir: opts.allow_external_outside_dir,
+    };
+    from_bytes_at(&bytes, ext, path)
 }
 
 /// Decodes a serialized model; `base_dir` is where external data lives.
 pub fn from_bytes(bytes: &[u8], base_dir: Option<&Path>) -> Result<Model, ImportError> {
-    from_bytes_at(bytes, base_dir, Path::new("<memory>"))
+    from_bytes_at(
+        bytes,
+        ExternalPolicy::within(base_dir),
+        Path::new("<memory>"),
+    )
 }
 
-fn from_bytes_at(bytes: &[u8], base: Option<&Path>, path: &Path) -> Result<Model, ImportError> {
+fn from_bytes_at(bytes: &[u8], ext: ExternalPolicy<'_>, path: &Path) -> Result<Model, ImportError> {
     let mp = ModelProto::parse_from_bytes(bytes).map_err(|error| ImportError::Decode {
         path: path.to_path_buf(),
         error,
     })?;
-    import_model(mp, base).map_err(|e| e.in_file(path))
+    import_with(mp, ext).map_err(|e| e.in_file(path))
 }
 
 /// Imports an already decoded ModelProto.
-pub fn import_model(mut mp: ModelProto, base: Option<&Path>) -> Result<Model, ImportError> {
+pub fn import_model(mp: ModelProto, base: Option<&Path>) -> Result<Model, ImportError> {
+    import_with(mp, ExternalPolicy::within(base))
+}
+
+fn import_with(mut mp: ModelProto, ext: ExternalPolicy<'_>) -> Result<Model, ImportError> {
     let Some(gp) = mp.graph.take() else {
         return Err(ImportError::NoGraph {
             path: Path::new("<model>").to_path_buf(),
@@ -84,7 +109,7 @@ pub fn import_model(mut mp: ModelProto, base: Option<&Path>) -> Result<Model, Im
             max: MAX_OPSET,
         });
     }
-    let cx = Importer { base, opset };
+    let cx = Importer { ext, opset };
     let graph = cx.graph(&gp, false)?;
     let mut m = Model {
         ir_version: mp.ir_version,
@@ -111,7 +136,7 @@ pub fn import_model(mut mp: ModelProto, base: Option<&Path>) -> Result<Model, Im
 }
 
 struct Importer<'a> {
-    base: Option<&'a Path>,
+    ext: ExternalPolicy<'a>,
     opset: i64,
 }
 
@@ -166,7 +191,7 @@ impl Importer<'_> {
             g.value_mut(v).doc = vi.doc_string.clone();
         }
         for tp in &gp.initializer {
-            let t = decode(tp, self.base)?;
+            let t = decode(tp, &self.ext)?;
             let external = tp.data_location.enum_value() == Ok(DataLocation::EXTERNAL);
             let v = match g.by_name(&tp.name) {
                 Some(v) if g.value(v).def == ValueDef::Input && g.value(v).init.is_none() => {
@@ -359,7 +384,7 @@ impl Importer<'_> {
             Ok(UNDEFINED) | Err(_) => guess_attr_type(a),
             Ok(t) => t,
         };
-        let tensor = |t| decode(t, self.base).map_err(AttrError::Tensor);
+        let tensor = |t| decode(t, &self.ext).map_err(AttrError::Tensor);
         Ok(match ty {
             FLOAT => Attr::Float(a.f),
             INT => Attr::Int(a.i),

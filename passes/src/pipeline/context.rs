@@ -105,27 +105,8 @@ pub struct GenPlan {
     pub controller_outputs: Vec<(String, ValueId)>,
 }
 
-/// Role of a carried value in the contract.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Role {
-    Param,
-    Buffer,
-    Optimizer,
-    Step,
-    Lr,
-}
-
-impl Role {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Param => "param",
-            Role::Buffer => "buffer",
-            Role::Optimizer => "optimizer",
-            Role::Step => "step",
-            Role::Lr => "lr",
-        }
-    }
-}
+/// Role of a carried value in the contract (the contract's own type).
+pub use gen_format::StateRole as Role;
 
 /// Names one carried value of the training step.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

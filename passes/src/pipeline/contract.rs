@@ -10,64 +10,34 @@
 //! and the model's outputs; state lists the parameters and buffers as inputs only.
 
 use super::build::{cast_to, reserved_prefix};
-use super::context::{Role, StateKey};
+use super::context::StateKey;
 use super::{Context, Pass};
 use crate::error::{Error, Result};
 use crate::ir::{Builder, DType, Graph, Model, Op, ValueDef, ValueId};
 use crate::options::{GenCompat, LossKind, OptimizerKind, ProbeBatch};
-use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 
-/// The metadata key.
-pub const CONTRACT_KEY: &str = "gen.contract";
+pub use gen_format::contract::{
+    Contract, Controls, GraphKind, Outputs, StateEntry, StateRole, CONTRACT_KEY,
+};
 
-/// One carried value.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct StateEntry {
-    pub input: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub output: Option<String>,
-    pub role: String,
+/// The contract stored in `m`'s metadata, if there is a valid one.
+pub fn read(m: &Model) -> Option<Contract> {
+    Contract::parse(m.metadata(CONTRACT_KEY)?).ok()
 }
 
-/// The contract object (docs/CONTRACT.md).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Contract {
-    pub version: u32,
-    pub kind: String,
-    pub loss: String,
-    pub data: Vec<String>,
-    pub probe_data: BTreeMap<String, String>,
-    pub state: Vec<StateEntry>,
-    pub controls: BTreeMap<String, String>,
-    pub outputs: BTreeMap<String, String>,
-    pub model_inputs: Vec<String>,
-    pub model_outputs: Vec<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub eval_model: Option<String>,
-    pub config: Map<String, Value>,
-}
-
-impl Contract {
-    /// The contract stored in `m`'s metadata, if any.
-    pub fn read(m: &Model) -> Option<Contract> {
-        serde_json::from_str(m.metadata(CONTRACT_KEY)?).ok()
-    }
-
-    /// Stores the contract in `m`'s metadata.
-    pub fn write(&self, m: &mut Model) {
-        let text = serde_json::to_string_pretty(self).unwrap_or_default();
-        m.set_metadata(CONTRACT_KEY, text);
-    }
+/// Stores `contract` in `m`'s metadata.
+pub fn write(contract: &Contract, m: &mut Model) {
+    m.set_metadata(CONTRACT_KEY, contract.to_json());
 }
 
 /// Records the companion eval graph's file name (written beside the train graph) in the
 /// contract of `train`. The command line calls this once it knows the output path.
 pub fn set_eval_model(train: &mut Model, file_name: &str) {
-    if let Some(mut c) = Contract::read(train) {
+    if let Some(mut c) = read(train) {
         c.eval_model = Some(file_name.to_string());
-        c.write(train);
+        write(&c, train);
     }
 }
 
@@ -126,7 +96,7 @@ struct GraphOutputs {
     captured: HashSet<String>,
     used: HashSet<ValueId>,
     list: Vec<ValueId>,
-    named: BTreeMap<String, String>,
+    named: Outputs,
 }
 
 impl GraphOutputs {
@@ -135,7 +105,7 @@ impl GraphOutputs {
             captured: captured_names(g),
             used: HashSet::new(),
             list: Vec::new(),
-            named: BTreeMap::new(),
+            named: Outputs::default(),
         }
     }
 
@@ -146,11 +116,27 @@ impl GraphOutputs {
         out
     }
 
-    /// Appends `v` and lists it in the contract's `outputs` under `key`.
-    fn add_named(&mut self, b: &mut Builder, v: ValueId, desired: &str, key: &str) -> ValueId {
+    /// Appends `v` and lists it in the contract's `outputs` in the field `slot` picks.
+    fn add_named(
+        &mut self,
+        b: &mut Builder,
+        v: ValueId,
+        desired: &str,
+        slot: fn(&mut Outputs) -> &mut Option<String>,
+    ) -> ValueId {
         let out = self.add(b, v, desired);
+        *slot(&mut self.named) = Some(b.g.name(out).to_string());
+        out
+    }
+
+    /// Appends `v` and lists it in the contract's `outputs` under `key` (a controller's own
+    /// reported value).
+    fn add_other(&mut self, b: &mut Builder, v: ValueId, key: &str) -> ValueId {
+        let out = self.add(b, v, key);
+        let name = b.g.name(out).to_string();
         self.named
-            .insert(key.to_string(), b.g.name(out).to_string());
+            .other
+            .insert(key.to_string(), Value::String(name));
         out
     }
 
@@ -158,7 +144,7 @@ impl GraphOutputs {
     fn add_accuracy(&mut self, b: &mut Builder, class: Option<(ValueId, ValueId)>) {
         if let Some((logits, labels)) = class {
             let acc = accuracy(b, logits, labels);
-            self.add_named(b, acc, "accuracy", "accuracy");
+            self.add_named(b, acc, "accuracy", |o| &mut o.accuracy);
         }
     }
 }
@@ -312,47 +298,44 @@ impl Pass for TrainContractPass {
             let in_name = b.g.name(c.input).to_string();
             let desired = format!("{in_name}.next");
             let out = if c.key == StateKey::Lr {
-                outs.add_named(&mut b, c.next, &desired, "lr")
+                outs.add_named(&mut b, c.next, &desired, |o| &mut o.lr)
             } else {
                 outs.add(&mut b, c.next, &desired)
             };
             state.push(StateEntry {
                 input: in_name,
                 output: Some(b.g.name(out).to_string()),
-                role: c.role.as_str().to_string(),
+                role: c.role,
             });
         }
-        let mut controls = BTreeMap::new();
-        let mut probe_data = BTreeMap::new();
+        let mut contract = Contract::new(GraphKind::Train, b.g.name(loss_out).to_string());
         if let Some(gp) = &plan.gen {
-            outs.add_named(&mut b, gp.applied, "gen.applied", "gen_applied");
-            outs.add_named(&mut b, gp.probe_losses, "gen.probe_losses", "probe_losses");
-            controls.insert("scale".into(), b.g.name(gp.scale).to_string());
-            controls.insert("lazy_freq".into(), b.g.name(gp.lazy_freq).to_string());
+            outs.add_named(&mut b, gp.applied, "gen.applied", |o| &mut o.gen_applied);
+            outs.add_named(&mut b, gp.probe_losses, "gen.probe_losses", |o| {
+                &mut o.probe_losses
+            });
+            contract.controls = Controls {
+                lazy_freq: Some(b.g.name(gp.lazy_freq).to_string()),
+                scale: Some(b.g.name(gp.scale).to_string()),
+            };
             for p in &gp.probe_inputs {
-                probe_data.insert(b.g.name(p.input).to_string(), p.data_name.clone());
+                contract
+                    .probe_data
+                    .insert(b.g.name(p.input).to_string(), p.data_name.clone());
             }
             for (name, v) in &gp.controller_outputs {
-                outs.add_named(&mut b, *v, name, name);
+                outs.add_other(&mut b, *v, name);
             }
         }
         outs.add_accuracy(&mut b, class);
-        let contract = Contract {
-            version: 1,
-            kind: "train".into(),
-            loss: b.g.name(loss_out).to_string(),
-            data,
-            probe_data,
-            state,
-            controls,
-            outputs: outs.named,
-            model_inputs: cx.model_inputs.clone(),
-            model_outputs: cx.model_outputs.clone(),
-            eval_model: None,
-            config: config(cx),
-        };
+        contract.data = data;
+        contract.state = state;
+        contract.outputs = outs.named;
+        contract.model_inputs = cx.model_inputs.clone();
+        contract.model_outputs = cx.model_outputs.clone();
+        contract.config = config(cx);
         b.g.outputs = outs.list;
-        contract.write(m);
+        write(&contract, m);
         Ok(true)
     }
 }
@@ -388,32 +371,25 @@ impl Pass for EvalContractPass {
             state.push(StateEntry {
                 input: b.g.name(p).to_string(),
                 output: None,
-                role: Role::Param.as_str().into(),
+                role: StateRole::Param,
             });
         }
         for &(input, _) in &cx.buffers {
             state.push(StateEntry {
                 input: b.g.name(input).to_string(),
                 output: None,
-                role: Role::Buffer.as_str().into(),
+                role: StateRole::Buffer,
             });
         }
-        let contract = Contract {
-            version: 1,
-            kind: "eval".into(),
-            loss: b.g.name(loss_out).to_string(),
-            data,
-            probe_data: BTreeMap::new(),
-            state,
-            controls: BTreeMap::new(),
-            outputs: outs.named,
-            model_inputs: cx.model_inputs.clone(),
-            model_outputs: cx.model_outputs.clone(),
-            eval_model: None,
-            config: config(cx),
-        };
+        let mut contract = Contract::new(GraphKind::Eval, b.g.name(loss_out).to_string());
+        contract.data = data;
+        contract.state = state;
+        contract.outputs = outs.named;
+        contract.model_inputs = cx.model_inputs.clone();
+        contract.model_outputs = cx.model_outputs.clone();
+        contract.config = config(cx);
         b.g.outputs = outs.list;
-        contract.write(m);
+        write(&contract, m);
         Ok(true)
     }
 }

@@ -5,6 +5,7 @@
 //! initializer defaults), `buffers` (BatchNorm running statistics and their updates), `grads`
 //! (aligned with `params`), `dropouts` (lowered masks) and `warnings`.
 
+use super::contract::{Contract, GraphKind, StateEntry, StateRole};
 use super::loss::AttachLoss;
 use super::params::DiscoverParams;
 use super::sequences::LowerSequences;
@@ -13,7 +14,7 @@ use super::{Context, Pass};
 use crate::autodiff::{differentiate, opset::raise_opset};
 use crate::error::{Error, Result};
 use crate::ir::{Graph, Model, NodeId, Op, ValueDef, ValueId};
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 use std::collections::HashSet;
 
 /// The gradient stages, in order, after cleanup.
@@ -124,37 +125,36 @@ impl Pass for GradOutputs {
         g.outputs = std::iter::once(loss)
             .chain(cx.grads.iter().copied())
             .collect();
-        let name = |v: ValueId| Value::String(g.name(v).to_string());
+        let name = |v: ValueId| g.name(v).to_string();
         let grads: Map<String, Value> = cx
             .params
             .iter()
             .zip(&cx.grads)
-            .map(|(&p, &d)| (g.name(p).to_string(), name(d)))
+            .map(|(&p, &d)| (name(p), Value::String(name(d))))
             .collect();
-        let labels: Vec<Value> = cx.label_inputs.iter().map(|&v| name(v)).collect();
-        let state: Vec<Value> = cx
+        let mut contract = Contract::new(GraphKind::Grad, name(loss));
+        contract.data = cx
+            .model_inputs
+            .iter()
+            .cloned()
+            .chain(cx.label_inputs.iter().map(|&v| name(v)))
+            .collect();
+        let entry = |v: ValueId, role| StateEntry {
+            input: name(v),
+            output: None,
+            role,
+        };
+        contract.state = cx
             .params
             .iter()
-            .map(|&p| json!({"input": name(p), "role": "param"}))
-            .chain(
-                cx.buffers
-                    .iter()
-                    .map(|&(b, _)| json!({"input": name(b), "role": "buffer"})),
-            )
+            .map(|&p| entry(p, StateRole::Param))
+            .chain(cx.buffers.iter().map(|&(b, _)| entry(b, StateRole::Buffer)))
             .collect();
-        let contract = json!({
-            "version": 1,
-            "kind": "grad",
-            "loss": name(loss),
-            "data": cx.model_inputs.iter().cloned().map(Value::String).chain(labels).collect::<Vec<_>>(),
-            "probe_data": {},
-            "state": state,
-            "model_inputs": cx.model_inputs,
-            "model_outputs": cx.model_outputs,
-            "config": cx.config,
-        });
+        contract.model_inputs = cx.model_inputs.clone();
+        contract.model_outputs = cx.model_outputs.clone();
+        contract.config = cx.config.clone();
         m.set_metadata("gen.grads", Value::Object(grads).to_string());
-        m.set_metadata("gen.contract", contract.to_string());
+        super::contract::write(&contract, m);
         Ok(true)
     }
 }
