@@ -41,6 +41,14 @@ fn temp_path(path: &Path) -> PathBuf {
     path.with_file_name(format!(".{name}.tmp-{}", std::process::id()))
 }
 
+/// The process id in the name of a temporary file [`write_atomic`] makes (`.NAME.tmp-PID`).
+pub(crate) fn temp_owner(file_name: &str) -> Option<u32> {
+    let (stem, pid) = file_name.rsplit_once(".tmp-")?;
+    stem.strip_prefix('.')
+        .filter(|name| !name.is_empty())
+        .and(pid.parse().ok())
+}
+
 /// fsyncs the folder holding `path`, so a rename into it is durable.
 fn sync_dir(path: &Path) -> Result<()> {
     let dir = match path.parent() {
@@ -64,5 +72,10 @@ mod tests {
         write_atomic(&path, b"two").unwrap();
         assert_eq!(std::fs::read(&path).unwrap(), b"two");
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+        let tmp = temp_path(&path);
+        let name = tmp.file_name().unwrap().to_str().unwrap();
+        assert_eq!(temp_owner(name), Some(std::process::id()));
+        assert_eq!(temp_owner("a.txt.tmp-12"), None);
+        assert_eq!(temp_owner(".a.txt.tmp-x"), None);
     }
 }
