@@ -372,6 +372,14 @@ fn runs_killed_anywhere_resume_to_the_uninterrupted_model() {
 
         let done = Checkpoint::load(&out.join("checkpoint.bin")).map_or(0, |c| c.steps);
         let finished = done == STEPS as u64 && out.join("model.onnx").exists();
+        eprintln!(
+            "killed at line {at}: checkpoint at step {done}, model.onnx {}",
+            if out.join("model.onnx").exists() {
+                "written"
+            } else {
+                "missing"
+            }
+        );
         let resumed = toy_run(&[&common[..], &["--resume", s(&out)]].concat());
         if finished {
             // Killed after its very end: nothing is left to do.

@@ -33,7 +33,8 @@ pub(crate) fn write_atomic_with(
     result
 }
 
-fn temp_path(path: &Path) -> PathBuf {
+/// The temporary name `.NAME.tmp-PID` beside `path`.
+pub(crate) fn temp_path(path: &Path) -> PathBuf {
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())

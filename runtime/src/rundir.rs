@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use crate::checkpoint::Checkpoint;
 use crate::error::{io_err, Result, RuntimeError};
-use crate::fsutil::temp_owner;
+use crate::fsutil::{temp_owner, temp_path};
 
 /// The lock file: locked (flock) by the gen-train using the directory, holding its process id.
 pub(crate) const LOCK_FILE: &str = ".gen-train.lock";
@@ -109,12 +109,22 @@ impl RunDir {
         }))
     }
 
-    /// Writes `ckpt` as the newest checkpoint, keeping the one it replaces as the previous.
+    /// Writes `ckpt` as the newest checkpoint, keeping the one it replaces as the previous. The
+    /// previous becomes a second name (hard link) of the newest before the newest is replaced
+    /// atomically, so both names exist at every moment; where hard links are not supported the
+    /// newest is renamed instead (a crash before the new one is written then leaves only the
+    /// previous, which a resume falls back to).
     pub(crate) fn save_checkpoint(&mut self, ckpt: &Checkpoint) -> Result<()> {
         let newest = self.path.join(CHECKPOINT);
         if !self.newest_is_bad && newest.is_file() {
-            std::fs::rename(&newest, self.path.join(PREVIOUS_CHECKPOINT))
-                .map_err(io_err(&newest))?;
+            let previous = self.path.join(PREVIOUS_CHECKPOINT);
+            let link = temp_path(&previous);
+            // A leftover of this process id from an earlier run; absent is the normal case.
+            let _ = std::fs::remove_file(&link);
+            match std::fs::hard_link(&newest, &link) {
+                Ok(()) => std::fs::rename(&link, &previous).map_err(io_err(&previous))?,
+                Err(_) => std::fs::rename(&newest, &previous).map_err(io_err(&newest))?,
+            }
         }
         ckpt.save(&newest)?;
         self.newest_is_bad = false;
