@@ -490,3 +490,48 @@ fn a_second_run_on_a_busy_directory_fails_at_once() {
     let target = (steps.len() + 3).to_string();
     ok(&toy_run(&["--steps", &target, "--resume", s(&out)]));
 }
+
+/// Resume restores the optimizer state bit for bit: AdamW's moments (and, with
+/// `--gen-compat reference`, its own step count `opt.step`) after a split run equal the whole
+/// run's.
+#[test]
+fn resume_restores_the_optimizer_state_exactly() {
+    let dir = scratch("faults-optim");
+    for compat in ["default", "reference"] {
+        let model = digits_graph(&dir.join(compat), &["--gen-compat", compat]);
+        let common = ["--steps", "30", "--seed", "4", "--quiet"];
+        let whole = dir.join(format!("{compat}-whole"));
+        ok(&train(
+            &model,
+            &digits_data(),
+            &[&common[..], &["--out", s(&whole)]].concat(),
+        ));
+        let split = dir.join(format!("{compat}-split"));
+        ok(&train(
+            &model,
+            &digits_data(),
+            &[&common[..], &["--stop-after", "13", "--out", s(&split)]].concat(),
+        ));
+        ok(&train(
+            &model,
+            &digits_data(),
+            &[&common[..], &["--resume", s(&split)]].concat(),
+        ));
+        let a = Checkpoint::load(&whole.join("checkpoint.bin")).unwrap();
+        let b = Checkpoint::load(&split.join("checkpoint.bin")).unwrap();
+        let slots = |c: &Checkpoint| {
+            c.state
+                .iter()
+                .filter(|(n, _)| n.starts_with("opt."))
+                .cloned()
+                .collect::<Vec<_>>()
+        };
+        assert!(slots(&a).len() >= 2, "{compat}: AdamW moments expected");
+        assert_eq!(
+            slots(&a).iter().any(|(n, _)| n == "opt.step"),
+            compat == "reference"
+        );
+        assert_eq!(slots(&a), slots(&b), "{compat}: optimizer state differs");
+        assert_eq!(a.state, b.state, "{compat}");
+    }
+}
