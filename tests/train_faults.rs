@@ -452,7 +452,7 @@ fn a_second_run_on_a_busy_directory_fails_at_once() {
     require_ort();
     let dir = scratch("faults-lock");
     let out = dir.join("run");
-    let mut first = Command::new(env!("CARGO_BIN_EXE_gen-train"))
+    let first = Command::new(env!("CARGO_BIN_EXE_gen-train"))
         .args([s(&toy("train.onnx")), "--data", s(&toy("train.npz"))])
         .args(["--batch-size", "16", "--steps", "100000000", "--quiet"])
         .args(["--out", s(&out)])
