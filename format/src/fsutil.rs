@@ -30,14 +30,10 @@ pub fn write_atomic_with(
     path: &Path,
     fill: impl FnOnce(&mut BufWriter<File>) -> std::io::Result<()>,
 ) -> Result<(), WriteError> {
-    let name = path
-        .file_name()
-        .ok_or_else(|| at(path)(std::io::Error::other("not a file path")))?;
-    let tmp = path.with_file_name(format!(
-        ".{}.tmp-{}",
-        name.to_string_lossy(),
-        std::process::id()
-    ));
+    if path.file_name().is_none() {
+        return Err(at(path)(std::io::Error::other("not a file path")));
+    }
+    let tmp = temp_path(path);
     let result = (|| {
         let file = File::create(&tmp).map_err(at(path))?;
         let mut w = BufWriter::new(file);
@@ -51,6 +47,23 @@ pub fn write_atomic_with(
         let _ = std::fs::remove_file(&tmp);
     }
     result
+}
+
+/// The temporary name `.NAME.tmp-PID` beside `path` that this process writes before renaming.
+pub fn temp_path(path: &Path) -> PathBuf {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    path.with_file_name(format!(".{name}.tmp-{}", std::process::id()))
+}
+
+/// The process id in the name of a temporary file [`write_atomic`] makes (`.NAME.tmp-PID`).
+pub fn temp_owner(file_name: &str) -> Option<u32> {
+    let (stem, pid) = file_name.rsplit_once(".tmp-")?;
+    stem.strip_prefix('.')
+        .filter(|name| !name.is_empty())
+        .and(pid.parse().ok())
 }
 
 /// fsyncs the folder holding `path`, so a rename into it is durable.
@@ -74,6 +87,11 @@ mod tests {
         write_atomic(&path, b"two").unwrap();
         assert_eq!(std::fs::read(&path).unwrap(), b"two");
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+        let tmp = temp_path(&path);
+        let name = tmp.file_name().unwrap().to_str().unwrap();
+        assert_eq!(temp_owner(name), Some(std::process::id()));
+        assert_eq!(temp_owner("a.txt.tmp-12"), None);
+        assert_eq!(temp_owner(".a.txt.tmp-x"), None);
     }
 
     #[test]

@@ -125,6 +125,8 @@ def contract_json(gen, state, eval_state=False):
             "compat": "default",
             "probe_batch": "next",
             "loss": "cross-entropy",
+            "logits": "logits",
+            "labels": "labels",
             "note": "hand-written fixture (models/contract_toy/make.py)",
         },
     }

@@ -1,8 +1,11 @@
 //! Checkpoints: every state tensor bit for bit, the step count, both batch streams' positions and
-//! the epoch, in one file written atomically.
+//! the epoch, in one file written atomically and sealed with a checksum.
 //!
-//! Layout of `checkpoint.bin`: the 8 bytes `GENCKPT1`, a little-endian u64 length, that many bytes
-//! of JSON ([`CheckpointMeta`], which indexes the tensors), then the tensors' little-endian bytes.
+//! Layout of `checkpoint.bin`: the 8 bytes `GENCKPT2`, a little-endian u64 length, that many bytes
+//! of JSON ([`CheckpointMeta`], which indexes the tensors), the tensors' little-endian bytes, and
+//! last the little-endian u32 CRC-32 (IEEE) of everything before it. A CRC-32 catches every
+//! single-bit flip and every burst of up to 32 flipped bits, so a damaged file is refused before
+//! any of it is used.
 
 use std::io::Write;
 use std::path::Path;
@@ -14,7 +17,9 @@ use crate::fsutil::write_atomic_with;
 use crate::stream::StreamPosition;
 use crate::tensor::{DType, HostTensor};
 
-const MAGIC: &[u8; 8] = b"GENCKPT1";
+const MAGIC: &[u8; 8] = b"GENCKPT2";
+/// The first format, without a checksum.
+const MAGIC_V1: &[u8; 8] = b"GENCKPT1";
 
 /// A training run's resumable position.
 #[derive(Clone, Debug, PartialEq)]
@@ -85,22 +90,60 @@ impl Checkpoint {
         };
         let json = serde_json::to_vec(&meta).map_err(|e| ckpt_err(path, e.to_string()))?;
         write_atomic_with(path, |w| {
-            w.write_all(MAGIC)?;
-            w.write_all(&(json.len() as u64).to_le_bytes())?;
-            w.write_all(&json)?;
+            let mut sealed = Sealed {
+                inner: w,
+                crc: crc32fast::Hasher::new(),
+            };
+            sealed.write_all(MAGIC)?;
+            sealed.write_all(&(json.len() as u64).to_le_bytes())?;
+            sealed.write_all(&json)?;
             for (_, t) in &self.state {
-                w.write_all(t.bytes().unwrap_or_default())?;
+                sealed.write_all(t.bytes().unwrap_or_default())?;
             }
-            Ok(())
+            let crc = sealed.crc.finalize();
+            sealed.inner.write_all(&crc.to_le_bytes())
         })
     }
 
-    /// Reads a checkpoint written by [`Checkpoint::save`].
+    /// Reads a checkpoint written by [`Checkpoint::save`], verifying its checksum first.
     pub fn load(path: &Path) -> Result<Checkpoint> {
         let bytes = std::fs::read(path).map_err(io_err(path))?;
-        let rest = bytes
-            .strip_prefix(MAGIC.as_slice())
-            .ok_or_else(|| ckpt_err(path, "not a gen-train checkpoint"))?;
+        Checkpoint::decode(path, &bytes)
+    }
+
+    /// Decodes checkpoint bytes; `path` names the file in errors.
+    fn decode(path: &Path, bytes: &[u8]) -> Result<Checkpoint> {
+        if bytes.starts_with(MAGIC_V1) {
+            return Err(ckpt_err(
+                path,
+                "written by an older gen-train in a format without a checksum (GENCKPT1), \
+                 which this version does not read: start the run again",
+            ));
+        }
+        let (sealed, stored) = bytes
+            .split_last_chunk::<4>()
+            .filter(|(sealed, _)| sealed.starts_with(MAGIC))
+            .ok_or_else(|| {
+                ckpt_err(
+                    path,
+                    format!(
+                        "not a gen-train checkpoint ({} bytes, no GENCKPT2 header)",
+                        bytes.len()
+                    ),
+                )
+            })?;
+        let stored = u32::from_le_bytes(*stored);
+        let computed = crc32fast::hash(sealed);
+        if stored != computed {
+            return Err(ckpt_err(
+                path,
+                format!(
+                    "corrupt: checksum mismatch (stored {stored:08x}, computed {computed:08x}); \
+                     the file was damaged after it was written"
+                ),
+            ));
+        }
+        let rest = &sealed[MAGIC.len()..];
         let (len, rest) = rest
             .split_first_chunk::<8>()
             .ok_or_else(|| ckpt_err(path, "truncated header"))?;
@@ -131,6 +174,24 @@ impl Checkpoint {
             contract_fingerprint: meta.contract_fingerprint,
             state,
         })
+    }
+}
+
+/// A writer that passes bytes on and keeps their CRC-32.
+struct Sealed<W> {
+    inner: W,
+    crc: crc32fast::Hasher,
+}
+
+impl<W: Write> Write for Sealed<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.crc.update(&buf[..n]);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
     }
 }
 
@@ -178,6 +239,48 @@ mod tests {
         assert_eq!(back.steps, 7);
         assert_eq!(back.train_stream, ckpt.train_stream);
         std::fs::write(&path, b"GENCKPT1\x05").unwrap();
-        assert!(Checkpoint::load(&path).is_err());
+        let old = Checkpoint::load(&path).unwrap_err().to_string();
+        assert!(old.contains("without a checksum"), "{old}");
+    }
+
+    /// A CRC-32 detects every single-bit error: flipping any one bit of a checkpoint (magic,
+    /// header length, JSON, tensor bytes or the checksum itself) makes it unreadable.
+    #[test]
+    fn every_single_bit_flip_is_detected() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("checkpoint.bin");
+        Checkpoint {
+            steps: 3,
+            epoch: 1,
+            train_stream: StreamPosition::default(),
+            probe_stream: StreamPosition::default(),
+            contract_fingerprint: fingerprint("{}"),
+            state: vec![
+                (
+                    "w".into(),
+                    HostTensor::from_vec(vec![2], vec![0.5f32, -1.0]).unwrap(),
+                ),
+                ("lr".into(), HostTensor::scalar(0.2f32)),
+            ],
+        }
+        .save(&path)
+        .unwrap();
+        let bytes = std::fs::read(&path).unwrap();
+        assert!(Checkpoint::decode(&path, &bytes).is_ok());
+        for bit in 0..bytes.len() * 8 {
+            let mut flipped = bytes.clone();
+            flipped[bit / 8] ^= 1 << (bit % 8);
+            assert!(
+                Checkpoint::decode(&path, &flipped).is_err(),
+                "flip of bit {bit} (byte {}) went unnoticed",
+                bit / 8
+            );
+        }
+        for cut in [0, 8, 16, bytes.len() - 1] {
+            assert!(
+                Checkpoint::decode(&path, &bytes[..cut]).is_err(),
+                "cut at {cut}"
+            );
+        }
     }
 }

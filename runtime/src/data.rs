@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use crate::engine::InputSpec;
 use crate::error::{io_err, Result, RuntimeError};
-use crate::tensor::{DType, HostTensor};
+use crate::tensor::{numel, DType, Element, HostTensor};
 
 /// Named arrays of equal length along axis 0.
 #[derive(Clone, Debug)]
@@ -140,6 +140,17 @@ impl Dataset {
                     ),
                 ));
             }
+            if let Some((i, v)) = find_float(&array, |v| !v.is_finite())? {
+                return Err(data_err(
+                    &self.path,
+                    format!(
+                        "array `{}` holds {v} at element {i} (sample {}): the loss of any batch \
+                         with it is not a number; clean or impute the data",
+                        spec.name,
+                        i / row_len(&array)
+                    ),
+                ));
+            }
             kept.push((spec.name.clone(), array));
         }
         if let Some(((first, a), (other, b))) = kept.first().and_then(|f| {
@@ -163,6 +174,40 @@ impl Dataset {
         Ok(notes)
     }
 
+    /// Checks a classification loss's labels: every value of the array `rule.array` must be a
+    /// class index in `0..classes` or the ignore index. With the class count unknown only
+    /// negative labels are checked.
+    pub fn check_labels(&self, rule: &LabelRule) -> Result<()> {
+        let Some((_, labels)) = self.arrays.iter().find(|(n, _)| n == &rule.array) else {
+            return Ok(());
+        };
+        let classes = rule.classes.map_or(i64::MAX, |c| c as i64);
+        let values = labels.to_f64_vec()?;
+        let Some((i, bad)) = values.iter().enumerate().find(|&(_, &v)| {
+            let v = v as i64;
+            (v < 0 || v >= classes) && Some(v) != rule.ignore_index
+        }) else {
+            return Ok(());
+        };
+        let classes = rule
+            .classes
+            .map_or("a class index (0 or more)".to_string(), |c| {
+                format!("a class index in 0..{c}")
+            });
+        let ignore = rule
+            .ignore_index
+            .map_or(String::new(), |i| format!(" nor the ignore index {i}"));
+        Err(data_err(
+            &self.path,
+            format!(
+                "array `{}` holds the label {bad} at element {i} (sample {}), which is neither \
+                 {classes}{ignore}",
+                rule.array,
+                i / row_len(labels)
+            ),
+        ))
+    }
+
     /// The samples `rows`, in that order, as a batch.
     pub fn batch(&self, rows: &[usize]) -> Result<Vec<(String, HostTensor)>> {
         self.arrays
@@ -170,6 +215,51 @@ impl Dataset {
             .map(|(n, t)| Ok((n.clone(), t.select_rows(rows)?)))
             .collect()
     }
+}
+
+/// The labels a classification loss accepts (from the contract's `config`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LabelRule {
+    /// The data array holding the labels.
+    pub array: String,
+    /// Number of classes (the logits' last dimension), when known.
+    pub classes: Option<usize>,
+    /// The label that marks positions without a loss (PyTorch's −100), if the loss has one.
+    pub ignore_index: Option<i64>,
+}
+
+/// Elements per sample (per index of axis 0).
+fn row_len(t: &HostTensor) -> usize {
+    t.shape().get(1..).map_or(1, numel).max(1)
+}
+
+/// The first value of a float tensor for which `pred` holds, with its flat index; `None` for
+/// other dtypes. f32 and f64 are scanned in place (data sets and states can be large).
+pub(crate) fn find_float(
+    t: &HostTensor,
+    pred: impl Fn(f64) -> bool,
+) -> Result<Option<(usize, f64)>> {
+    fn scan<T: Element + Into<f64>>(
+        bytes: &[u8],
+        pred: impl Fn(f64) -> bool,
+    ) -> Option<(usize, f64)> {
+        bytes
+            .chunks_exact(std::mem::size_of::<T>())
+            .map(|c| T::read_le(c).into())
+            .enumerate()
+            .find(|&(_, v)| pred(v))
+    }
+    let bytes = t.bytes().unwrap_or_default();
+    Ok(match t.dtype() {
+        DType::F32 => scan::<f32>(bytes, pred),
+        DType::F64 => scan::<f64>(bytes, pred),
+        DType::F16 | DType::BF16 => t
+            .to_f64_vec()?
+            .into_iter()
+            .enumerate()
+            .find(|&(_, v)| pred(v)),
+        _ => None,
+    })
 }
 
 fn read_npz(path: &Path, bytes: &[u8]) -> Result<Vec<(String, HostTensor)>> {

@@ -61,6 +61,15 @@ pub enum RuntimeError {
     /// A checkpoint is unreadable or does not belong to this model.
     #[error("checkpoint {}: {message}", path.display())]
     Checkpoint { path: PathBuf, message: String },
+    /// A step produced a non-finite loss or state; nothing of it was kept.
+    #[error("training diverged at step {step}: {cause}; {}", kept(.checkpoint))]
+    Diverged {
+        /// The step (1-based, as in metrics.jsonl) whose loss or result is not finite.
+        step: u64,
+        cause: String,
+        /// Steps done by the last checkpoint written, if any.
+        checkpoint: Option<u64>,
+    },
     /// A run directory cannot be used (not writable, not empty without --resume, ...).
     #[error("run directory {}: {message}", path.display())]
     RunDir { path: PathBuf, message: String },
@@ -177,6 +186,15 @@ impl From<gen_format::WriteError> for RuntimeError {
             path: e.path,
             error: e.error,
         }
+    }
+}
+
+fn kept(checkpoint: &Option<u64>) -> String {
+    match checkpoint {
+        Some(step) => format!(
+            "the run directory keeps the last good checkpoint (step {step}); no model.onnx was written"
+        ),
+        None => "no checkpoint had been written and no model.onnx was written".into(),
     }
 }
 

@@ -6,6 +6,8 @@ use std::path::Path;
 
 use crate::error::Result;
 
+pub(crate) use gen_format::fsutil::{temp_owner, temp_path};
+
 /// Writes `bytes` to `path` atomically.
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     Ok(gen_format::write_atomic(path, bytes)?)

@@ -1,8 +1,12 @@
 //! Per-step metrics in the run directory: `metrics.jsonl` (one JSON object per step) and
 //! `metrics.csv` (the same columns), flushed every step, plus the loss / lr / accuracy plots.
+//!
+//! Each row goes to its file in one write of a whole line; a write that fails part-way (a full
+//! disk) is cut back off, and a last line without its newline (a crash mid-write) is not a record:
+//! reading skips it and reopening drops it.
 
 use std::fs::{File, OpenOptions};
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -82,11 +86,46 @@ impl MetricsRecord {
 
 /// The metrics files of a run directory, open for appending.
 pub struct MetricsLog {
-    jsonl_path: PathBuf,
-    csv_path: PathBuf,
-    jsonl: File,
-    csv: File,
+    jsonl: LineFile,
+    csv: LineFile,
     records: Vec<MetricsRecord>,
+}
+
+/// A text file open for appending whole lines.
+struct LineFile {
+    path: PathBuf,
+    file: File,
+    /// Bytes of complete lines written.
+    len: u64,
+}
+
+impl LineFile {
+    /// Replaces `path` (atomically) with `text` and opens it for appending.
+    fn create(path: PathBuf, text: &str) -> Result<LineFile> {
+        write_atomic(&path, text.as_bytes())?;
+        let file = OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .map_err(io_err(&path))?;
+        Ok(LineFile {
+            path,
+            file,
+            len: text.len() as u64,
+        })
+    }
+
+    /// Appends `line` and a newline in one write; on failure the file is cut back to its last
+    /// complete line.
+    fn append(&mut self, mut line: String) -> Result<()> {
+        line.push('\n');
+        if let Err(e) = self.file.write_all(line.as_bytes()) {
+            // Best effort: the write error is what gets reported.
+            let _ = self.file.set_len(self.len);
+            return Err(io_err(&self.path)(e));
+        }
+        self.len += line.len() as u64;
+        Ok(())
+    }
 }
 
 impl MetricsLog {
@@ -94,8 +133,7 @@ impl MetricsLog {
     /// resumed run continues from; 0 for a new run) and rewriting both files to exactly those.
     pub fn open(dir: &Path, keep_through: u64) -> Result<MetricsLog> {
         let jsonl_path = dir.join("metrics.jsonl");
-        let csv_path = dir.join("metrics.csv");
-        let records = if keep_through > 0 {
+        let records: Vec<MetricsRecord> = if keep_through > 0 {
             read_records(&jsonl_path)?
                 .into_iter()
                 .filter(|r| r.step <= keep_through)
@@ -114,22 +152,17 @@ impl MetricsLog {
             csv_text.push_str(&r.csv_row());
             csv_text.push('\n');
         }
-        write_atomic(&jsonl_path, jsonl_text.as_bytes())?;
-        write_atomic(&csv_path, csv_text.as_bytes())?;
-        let append = |p: &Path| OpenOptions::new().append(true).open(p).map_err(io_err(p));
         Ok(MetricsLog {
-            jsonl: append(&jsonl_path)?,
-            csv: append(&csv_path)?,
-            jsonl_path,
-            csv_path,
+            jsonl: LineFile::create(jsonl_path, &jsonl_text)?,
+            csv: LineFile::create(dir.join("metrics.csv"), &csv_text)?,
             records,
         })
     }
 
-    /// Appends one step to both files and flushes them.
+    /// Appends one step to both files (one whole line each, unbuffered).
     pub fn append(&mut self, record: MetricsRecord) -> Result<()> {
-        writeln!(self.jsonl, "{}", to_json(&record)).map_err(io_err(&self.jsonl_path))?;
-        writeln!(self.csv, "{}", record.csv_row()).map_err(io_err(&self.csv_path))?;
+        self.jsonl.append(to_json(&record))?;
+        self.csv.append(record.csv_row())?;
         self.records.push(record);
         Ok(())
     }
@@ -209,23 +242,77 @@ fn to_json(r: &MetricsRecord) -> String {
     serde_json::to_string(r).expect("a struct of numbers and options always serialises")
 }
 
-/// Reads a metrics.jsonl file (an absent file holds no records).
+/// Reads a metrics.jsonl file (an absent file holds no records). A last line without its newline
+/// was cut short by a crash and is not read.
 pub fn read_records(path: &Path) -> Result<Vec<MetricsRecord>> {
-    let file = match File::open(path) {
-        Ok(f) => f,
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(e) => return Err(io_err(path)(e)),
     };
-    BufReader::new(file)
-        .lines()
+    bytes
+        .split_inclusive(|&b| b == b'\n')
         .enumerate()
-        .filter(|(_, l)| l.as_ref().map_or(true, |l| !l.trim().is_empty()))
+        .filter_map(|(i, line)| Some((i, line.strip_suffix(b"\n")?)))
+        .filter(|(_, line)| !line.trim_ascii().is_empty())
         .map(|(i, line)| {
-            let line = line.map_err(io_err(path))?;
-            serde_json::from_str(&line).map_err(|e| RuntimeError::RunDir {
+            serde_json::from_slice(line).map_err(|e| RuntimeError::RunDir {
                 path: path.to_path_buf(),
                 message: format!("line {}: {e}", i + 1),
             })
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(step: u64) -> MetricsRecord {
+        MetricsRecord {
+            step,
+            epoch: 1,
+            loss: 0.5,
+            lr: Some(0.1),
+            gen_applied: None,
+            probe_loss_minus: None,
+            probe_loss_plus: None,
+            probe_loss_zero: None,
+            train_accuracy: None,
+            eval_loss: None,
+            eval_accuracy: None,
+            steps_per_sec: f64::NAN,
+        }
+    }
+
+    #[test]
+    fn a_torn_last_line_is_dropped_on_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = MetricsLog::open(dir.path(), 0).unwrap();
+        for step in 1..=3 {
+            log.append(record(step)).unwrap();
+        }
+        drop(log);
+        let path = dir.path().join("metrics.jsonl");
+        let mut text = std::fs::read_to_string(&path).unwrap();
+        text.push_str("{\"step\":4,\"epo");
+        std::fs::write(&path, &text).unwrap();
+        assert_eq!(read_records(&path).unwrap().len(), 3);
+
+        let mut log = MetricsLog::open(dir.path(), 3).unwrap();
+        log.append(record(4)).unwrap();
+        let steps: Vec<u64> = read_records(&path)
+            .unwrap()
+            .iter()
+            .map(|r| r.step)
+            .collect();
+        assert_eq!(steps, [1, 2, 3, 4]);
+        let csv = std::fs::read_to_string(dir.path().join("metrics.csv")).unwrap();
+        assert_eq!(csv.lines().count(), 5);
+
+        // A damaged complete line is still an error naming it.
+        std::fs::write(&path, "{\"step\":1}\n").unwrap();
+        let err = read_records(&path).unwrap_err().to_string();
+        assert!(err.contains("line 1"), "{err}");
+    }
 }

@@ -83,6 +83,24 @@ impl OnnxModel {
             .collect()
     }
 
+    /// The declared dimensions of graph output `name` (`None` for a symbolic one); `None` when
+    /// there is no such output or its shape is not declared.
+    pub(crate) fn output_dims(&self, name: &str) -> Option<Vec<Option<usize>>> {
+        let output = self.proto.graph.output.iter().find(|o| o.name == name)?;
+        let shape = output.type_.tensor_type().shape.as_ref()?;
+        Some(
+            shape
+                .dim
+                .iter()
+                .map(|d| {
+                    d.has_dim_value()
+                        .then(|| usize::try_from(d.dim_value()).ok())
+                        .flatten()
+                })
+                .collect(),
+        )
+    }
+
     /// The decoded initializer `name`, `None` if the graph has none of that name.
     pub fn initializer(&self, name: &str) -> Option<Result<HostTensor>> {
         self.proto

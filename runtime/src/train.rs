@@ -2,8 +2,15 @@
 //! evaluation, metrics, plots, checkpoints, exact resume and the exported inference model, all in
 //! one run directory.
 //!
-//! Run directory contents: `run.json` (what was run), `checkpoint.bin`, `metrics.jsonl`,
-//! `metrics.csv`, `loss.png`, `lr.png`, `accuracy.png`, `model.onnx` (trained inference model).
+//! Run directory contents: `run.json` (what was run), `checkpoint.bin` and `checkpoint.prev.bin`,
+//! `metrics.jsonl`, `metrics.csv`, `loss.png`, `lr.png`, `accuracy.png`, `model.onnx` (trained
+//! inference model) and `.gen-train.lock`.
+//!
+//! Numerical safety: a step whose loss is not finite stops the run with
+//! [`RuntimeError::Diverged`]; so does a checkpoint or export whose state holds NaN or infinite
+//! parameters. Neither is written: the last good checkpoint stays, and no NaN model is exported.
+//! Crash safety: model.onnx is written before the final checkpoint, so a run killed between them
+//! redoes its last steps on resume; a finished run whose model.onnx is missing re-exports it.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -14,14 +21,17 @@ use serde::{Deserialize, Serialize};
 use crate::backend::TrainOptions;
 use crate::backend::{Backend, OrtBackend};
 use crate::checkpoint::{fingerprint, Checkpoint};
-use crate::data::Dataset;
+use crate::contract::{Contract, StateRole};
+use crate::data::{find_float, Dataset, LabelRule};
 use crate::error::{io_err, Result, RuntimeError};
 use crate::eval::{EvalResult, EvalSession};
 use crate::export::export_inference;
 use crate::fsutil::write_atomic;
 use crate::metrics::{MetricsLog, MetricsRecord};
+use crate::model::OnnxModel;
 use crate::profile::ProviderReport;
-use crate::session::{StepResult, TrainSession, Transfer};
+use crate::rundir::{check_writable, has_checkpoint, run_dir_err, RunDir, LOCK_FILE};
+use crate::session::{StepResult, Tensors, TrainSession, Transfer};
 use crate::stream::{BatchStream, PROBE_STREAM, TRAIN_STREAM};
 
 /// How long to train.
@@ -79,11 +89,13 @@ pub struct Driver<B: Backend = OrtBackend> {
     data: Dataset,
     train: BatchStream,
     probe: Option<BatchStream>,
+    labels: Option<LabelRule>,
     notes: Vec<String>,
 }
 
 impl<B: Backend> Driver<B> {
-    /// Checks `data` against the session's data inputs and sets up both streams.
+    /// Checks `data` against the session's data inputs (label values included) and
+    /// sets up both streams.
     pub fn new(
         session: TrainSession<B>,
         mut data: Dataset,
@@ -92,6 +104,10 @@ impl<B: Backend> Driver<B> {
     ) -> Result<Driver<B>> {
         let specs = session.data_specs();
         let notes = data.conform(&specs)?;
+        let labels = label_rule(session.contract(), session.path())?;
+        if let Some(rule) = &labels {
+            data.check_labels(rule)?;
+        }
         let rows = data.rows();
         if batch_size == 0 {
             return Err(RuntimeError::Zero {
@@ -121,8 +137,14 @@ impl<B: Backend> Driver<B> {
             probe,
             session,
             data,
+            labels,
             notes,
         })
+    }
+
+    /// The labels the loss accepts, when the contract names them.
+    pub fn label_rule(&self) -> Option<&LabelRule> {
+        self.labels.as_ref()
     }
 
     pub fn session(&self) -> &TrainSession<B> {
@@ -140,7 +162,8 @@ impl<B: Backend> Driver<B> {
     }
 
     /// One step: the next training batch, a probe batch when GeN runs, and `scale`. Returns the
-    /// 1-based epoch of the training batch and the step's result.
+    /// 1-based epoch of the training batch and the step's result; a loss that is not finite is
+    /// [`RuntimeError::Diverged`].
     pub fn step(&mut self, scale: f32) -> Result<(u64, StepResult)> {
         let (epoch, rows) = self.train.next_batch();
         let batch = self.data.batch(&rows)?;
@@ -151,7 +174,38 @@ impl<B: Backend> Driver<B> {
             _ => None,
         };
         let result = self.session.step(&batch, probe.as_deref(), scale)?;
+        if !result.loss.is_finite() {
+            return Err(RuntimeError::Diverged {
+                step: result.step + 1,
+                cause: self.non_finite_loss_cause(result.loss, &batch),
+                checkpoint: None,
+            });
+        }
         Ok((epoch + 1, result))
+    }
+
+    /// Why a batch's loss is not finite: its labels all ignored (a mean over no positions), else
+    /// the parameters (the data's values were checked when it was loaded).
+    fn non_finite_loss_cause(&self, loss: f64, batch: &Tensors) -> String {
+        let ignored = self.labels.as_ref().and_then(|rule| {
+            let ignore = rule.ignore_index?;
+            let (_, labels) = batch.iter().find(|(n, _)| n == &rule.array)?;
+            let values = labels.to_f64_vec().ok()?;
+            values
+                .iter()
+                .all(|&v| v as i64 == ignore)
+                .then(|| (rule.array.clone(), ignore))
+        });
+        match ignored {
+            Some((array, ignore)) => format!(
+                "the loss is {loss}: every label of the batch (`{array}`) is the ignore index \
+                 {ignore}, and a mean over no labelled positions is 0/0"
+            ),
+            None => format!(
+                "the loss is {loss}: the parameters have left the finite range (typically a \
+                 learning rate too large for the model)"
+            ),
+        }
     }
 
     fn checkpoint(&self, epoch: u64) -> Result<Checkpoint> {
@@ -181,6 +235,59 @@ impl<B: Backend> Driver<B> {
 
 fn contract_fingerprint<B: Backend>(session: &TrainSession<B>) -> String {
     fingerprint(&serde_json::to_string(session.contract()).unwrap_or_default())
+}
+
+/// The labels of a cross-entropy loss, from the contract's `config` (`loss`, `labels`,
+/// `ignore_index`); the class count is the last dimension of the `config.logits` output of the
+/// companion eval graph, when it is there and fixed. `None` for other losses, or when the contract
+/// does not name the labels.
+fn label_rule(contract: &Contract, model: &Path) -> Result<Option<LabelRule>> {
+    let text = |key: &str| contract.config.get(key).and_then(|v| v.as_str());
+    let (Some("cross-entropy"), Some(array)) = (text("loss"), text("labels")) else {
+        return Ok(None);
+    };
+    let eval = contract.eval_model_path(model).filter(|p| p.is_file());
+    let classes = match (text("logits"), eval) {
+        (Some(logits), Some(eval)) => OnnxModel::read(&eval)?
+            .output_dims(logits)
+            .and_then(|dims| dims.last().copied().flatten()),
+        _ => None,
+    };
+    Ok(Some(LabelRule {
+        array: array.to_string(),
+        classes,
+        ignore_index: contract.config.get("ignore_index").and_then(|v| v.as_i64()),
+    }))
+}
+
+/// Refuses a state that holds NaN or an infinity in a parameter, optimizer slot or the lr, or NaN
+/// in a buffer (a buffer may hold an infinite mask value): such a state is never checkpointed or
+/// exported.
+fn check_finite_state(contract: &Contract, ckpt: &Checkpoint) -> Result<()> {
+    for (entry, (name, t)) in contract.state.iter().zip(&ckpt.state) {
+        let bad = |v: f64| match entry.role {
+            StateRole::Buffer => v.is_nan(),
+            _ => !v.is_finite(),
+        };
+        if let Some((i, v)) = find_float(t, bad)? {
+            let what = match entry.role {
+                StateRole::Param => "parameter",
+                StateRole::Buffer => "buffer",
+                StateRole::Optimizer => "optimizer state",
+                StateRole::Step => "step counter",
+                StateRole::Lr => "learning rate",
+            };
+            return Err(RuntimeError::Diverged {
+                step: ckpt.steps,
+                cause: format!(
+                    "after it the {what} `{name}` holds {v} (element {i}), out of the finite \
+                     range (typically a learning rate too large for the model)"
+                ),
+                checkpoint: None,
+            });
+        }
+    }
+    Ok(())
 }
 
 /// What `run.json` records, to check that a resume continues the same run.
@@ -240,20 +347,15 @@ pub struct Summary {
 /// backend is named (`Trainer::<TractBackend>::with_backend`, cargo feature `tract`).
 pub struct Trainer<B: Backend = OrtBackend> {
     config: TrainConfig,
-    run_dir: PathBuf,
+    dir: RunDir,
     driver: Driver<B>,
     eval: Option<(EvalSession<B>, Dataset)>,
     metrics: MetricsLog,
     total_steps: u64,
     epoch: u64,
+    /// Steps done by the last checkpoint on disk.
+    checkpointed: Option<u64>,
     notes: Vec<String>,
-}
-
-fn run_dir_err(path: &Path, message: impl Into<String>) -> RuntimeError {
-    RuntimeError::RunDir {
-        path: path.to_path_buf(),
-        message: message.into(),
-    }
 }
 
 impl Trainer {
@@ -265,7 +367,8 @@ impl Trainer {
 
 impl<B: Backend> Trainer<B> {
     /// Validates everything (run directory, model, device, data, eval graph, checkpoint) before
-    /// any training, and prepares the run directory; the graphs run on backend `B`.
+    /// any training, and prepares the run directory; the graphs run on backend `B`. The run
+    /// directory is locked for the trainer's lifetime (a resumed one before anything else).
     pub fn with_backend(config: TrainConfig) -> Result<Trainer<B>> {
         for (flag, v) in [
             ("--eval-every", config.eval_every),
@@ -282,12 +385,16 @@ impl<B: Backend> Trainer<B> {
             });
         }
         let run_dir = choose_run_dir(&config)?;
-        let resume = config.resume.is_some();
+        let mut notes = Vec::new();
+        let resumed = match config.resume {
+            Some(_) => Some(prepare(RunDir::lock(&run_dir)?, &mut notes)?),
+            None => None,
+        };
 
         let session = TrainSession::open_with_backend(&config.model, &config.options)?;
         let data = Dataset::load(&config.data)?;
         let mut driver = Driver::new(session, data, config.batch_size, config.seed)?;
-        let mut notes = driver.notes().to_vec();
+        notes.extend_from_slice(driver.notes());
 
         let eval = match &config.eval_data {
             None => None,
@@ -307,6 +414,9 @@ impl<B: Backend> Trainer<B> {
                     EvalSession::open(&eval_path, driver.session(), &config.options.session)?;
                 let mut data = Dataset::load(path)?;
                 notes.extend(data.conform(&eval.data_specs())?);
+                if let Some(rule) = driver.label_rule() {
+                    data.check_labels(rule)?;
+                }
                 Some((eval, data))
             }
         };
@@ -327,23 +437,39 @@ impl<B: Backend> Trainer<B> {
             total_steps,
         };
         let mut epoch = 1;
-        let start = if resume {
-            let ckpt = Checkpoint::load(&run_dir.join("checkpoint.bin"))?;
-            check_resume(&run_dir, &info, &ckpt, driver.session())?;
-            driver.restore(&ckpt)?;
-            epoch = ckpt.epoch;
-            ckpt.steps
-        } else {
-            std::fs::create_dir_all(&run_dir)
-                .map_err(|e| run_dir_err(&run_dir, format!("cannot create it: {e}")))?;
-            check_writable(&run_dir)?;
-            0
+        let (dir, start) = match resumed {
+            Some(mut dir) => {
+                let (ckpt, note) = dir.load_checkpoint()?;
+                notes.extend(note);
+                check_resume(&run_dir, &info, &ckpt, driver.session())?;
+                driver.restore(&ckpt)?;
+                epoch = ckpt.epoch;
+                (dir, ckpt.steps)
+            }
+            None => {
+                std::fs::create_dir_all(&run_dir)
+                    .map_err(|e| run_dir_err(&run_dir, format!("cannot create it: {e}")))?;
+                let dir = RunDir::lock(&run_dir)?;
+                // Another gen-train may have used the directory since it was chosen.
+                check_empty(&run_dir)?;
+                (prepare(dir, &mut notes)?, 0)
+            }
         };
         if start >= total_steps {
-            return Err(RuntimeError::NothingToDo {
-                done: start,
-                total: total_steps,
-            });
+            let exportable = driver
+                .session()
+                .contract()
+                .eval_model_path(&config.model)
+                .is_some_and(|p| p.is_file());
+            if !exportable || dir.path().join(MODEL_FILE).exists() {
+                return Err(RuntimeError::NothingToDo {
+                    done: start,
+                    total: total_steps,
+                });
+            }
+            notes.push(format!(
+                "the run had done its {start} steps but {MODEL_FILE} is missing: exporting it again"
+            ));
         }
         let info_json =
             serde_json::to_vec_pretty(&info).map_err(|e| run_dir_err(&run_dir, e.to_string()))?;
@@ -351,18 +477,19 @@ impl<B: Backend> Trainer<B> {
         let metrics = MetricsLog::open(&run_dir, start)?;
         Ok(Trainer {
             config,
-            run_dir,
+            dir,
             driver,
             eval,
             metrics,
             total_steps,
             epoch,
+            checkpointed: (start > 0).then_some(start),
             notes,
         })
     }
 
-    /// Trains until the total (or `stop_after`) is reached or `stop` is set, then checkpoints,
-    /// plots and exports. Errors during training still leave the last periodic checkpoint intact.
+    /// Trains until the total (or `stop_after`) is reached or `stop` is set, then exports,
+    /// plots and checkpoints. Errors during training leave the last checkpoint intact.
     pub fn run(&mut self, observer: &mut dyn Observer, stop: &AtomicBool) -> Result<Summary> {
         let start_step = self.driver.session().step_count();
         let stop_step = self
@@ -371,7 +498,7 @@ impl<B: Backend> Trainer<B> {
             .map_or(self.total_steps, |s| s.min(self.total_steps))
             .max(start_step);
         observer.started(&RunStart {
-            run_dir: self.run_dir.clone(),
+            run_dir: self.dir.path().to_path_buf(),
             total_steps: self.total_steps,
             start_step,
             stop_step,
@@ -389,7 +516,7 @@ impl<B: Backend> Trainer<B> {
             }
             let t = self.driver.session().step_count();
             let scale = self.config.scale.factor(t, self.total_steps);
-            let (epoch, result) = self.driver.step(scale)?;
+            let (epoch, result) = self.driver.step(scale).map_err(|e| self.kept(e))?;
             self.epoch = epoch;
             let done = t + 1;
             let eval_now = self.eval.is_some()
@@ -407,12 +534,15 @@ impl<B: Backend> Trainer<B> {
             let record = record(&result, epoch, eval, done - start_step, began.elapsed());
             observer.step(&record);
             self.metrics.append(record)?;
-            if self
-                .config
-                .checkpoint_every
-                .is_some_and(|k| done.is_multiple_of(k))
+            // The last step's checkpoint is the final one, written after the export.
+            if done < stop_step
+                && self
+                    .config
+                    .checkpoint_every
+                    .is_some_and(|k| done.is_multiple_of(k))
             {
-                self.save_checkpoint()?;
+                let ckpt = self.checkpoint()?;
+                self.save_checkpoint(&ckpt)?;
             }
         }
         self.finish(began.elapsed(), start_step, last_eval, interrupted)
@@ -423,12 +553,33 @@ impl<B: Backend> Trainer<B> {
         session.evaluate(self.driver.session(), data, self.config.batch_size)
     }
 
-    fn save_checkpoint(&self) -> Result<()> {
-        self.driver
-            .checkpoint(self.epoch)?
-            .save(&self.run_dir.join("checkpoint.bin"))
+    /// The current state as a checkpoint, refused when it is not finite.
+    fn checkpoint(&self) -> Result<Checkpoint> {
+        let ckpt = self.driver.checkpoint(self.epoch)?;
+        check_finite_state(self.driver.session().contract(), &ckpt).map_err(|e| self.kept(e))?;
+        Ok(ckpt)
     }
 
+    fn save_checkpoint(&mut self, ckpt: &Checkpoint) -> Result<()> {
+        self.dir.save_checkpoint(ckpt)?;
+        self.checkpointed = Some(ckpt.steps);
+        Ok(())
+    }
+
+    /// Adds the last checkpoint's step to a divergence error.
+    fn kept(&self, e: RuntimeError) -> RuntimeError {
+        match e {
+            RuntimeError::Diverged { step, cause, .. } => RuntimeError::Diverged {
+                step,
+                cause,
+                checkpoint: self.checkpointed,
+            },
+            e => e,
+        }
+    }
+
+    /// The end of a run: model.onnx first, then the plots, then the final checkpoint, so that a
+    /// run killed in between resumes before its end and exports again.
     fn finish(
         &mut self,
         elapsed: Duration,
@@ -436,8 +587,7 @@ impl<B: Backend> Trainer<B> {
         eval: Option<EvalResult>,
         interrupted: bool,
     ) -> Result<Summary> {
-        self.save_checkpoint()?;
-        let plots = self.metrics.plot(&self.run_dir)?;
+        let ckpt = self.checkpoint()?;
         let session = self.driver.session();
         let contract = session.contract();
         let mut notes = Vec::new();
@@ -446,12 +596,12 @@ impl<B: Backend> Trainer<B> {
             .filter(|p| p.is_file())
         {
             Some(eval_path) => {
-                let out = self.run_dir.join("model.onnx");
+                let out = self.dir.path().join(MODEL_FILE);
                 export_inference(
                     &eval_path,
                     &contract.model_inputs,
                     &contract.model_outputs,
-                    &session.state()?,
+                    &ckpt.state,
                     &out,
                 )?;
                 Some(out)
@@ -461,9 +611,12 @@ impl<B: Backend> Trainer<B> {
                 None
             }
         };
+        let plots = self.metrics.plot(self.dir.path())?;
+        self.save_checkpoint(&ckpt)?;
+        let session = self.driver.session();
         let steps = session.step_count();
         Ok(Summary {
-            run_dir: self.run_dir.clone(),
+            run_dir: self.dir.path().to_path_buf(),
             steps,
             total_steps: self.total_steps,
             interrupted,
@@ -479,6 +632,17 @@ impl<B: Backend> Trainer<B> {
             notes,
         })
     }
+}
+
+/// The trained inference model's file in the run directory.
+const MODEL_FILE: &str = "model.onnx";
+
+/// A freshly locked run directory made ready: stale temporary files removed (noted), then
+/// checked writable.
+fn prepare(dir: RunDir, notes: &mut Vec<String>) -> Result<RunDir> {
+    notes.extend(dir.remove_stale_files()?);
+    check_writable(dir.path())?;
+    Ok(dir)
 }
 
 fn rate(steps: u64, elapsed: Duration) -> f64 {
@@ -522,10 +686,10 @@ fn choose_run_dir(config: &TrainConfig) -> Result<PathBuf> {
                 return Err(run_dir_err(out, "--out and --resume name different directories; a resumed run continues in its own"));
             }
         }
-        if !dir.join("checkpoint.bin").is_file() {
+        fail_if_in_use(dir)?;
+        if !has_checkpoint(dir) {
             return Err(run_dir_err(dir, "has no checkpoint.bin to resume from"));
         }
-        check_writable(dir)?;
         return Ok(dir.clone());
     }
     let dir = match &config.out {
@@ -554,13 +718,8 @@ fn choose_run_dir(config: &TrainConfig) -> Result<PathBuf> {
         if !dir.is_dir() {
             return Err(run_dir_err(&dir, "exists and is not a directory"));
         }
-        let mut entries = std::fs::read_dir(&dir).map_err(io_err(&dir))?;
-        if entries.next().is_some() {
-            return Err(run_dir_err(
-                &dir,
-                "is not empty: pass --resume to continue the run in it, or choose a new --out",
-            ));
-        }
+        fail_if_in_use(&dir)?;
+        check_empty(&dir)?;
         check_writable(&dir)?;
     } else if let Some(parent) = dir
         .ancestors()
@@ -572,13 +731,26 @@ fn choose_run_dir(config: &TrainConfig) -> Result<PathBuf> {
     Ok(dir)
 }
 
-/// Creates and removes a probe file: permissions, read-only mounts and full disks show up here,
-/// before any training.
-fn check_writable(dir: &Path) -> Result<()> {
-    let probe = dir.join(format!(".gen-train-write-test-{}", std::process::id()));
-    std::fs::write(&probe, b"ok")
-        .and_then(|_| std::fs::remove_file(&probe))
-        .map_err(|e| run_dir_err(dir, format!("is not writable: {e}")))
+/// The "in use" error when another gen-train holds the directory's lock (taken and released at
+/// once otherwise), before any other complaint about the directory.
+fn fail_if_in_use(dir: &Path) -> Result<()> {
+    if dir.join(LOCK_FILE).is_file() {
+        RunDir::lock(dir)?;
+    }
+    Ok(())
+}
+
+/// A new run's directory must hold nothing but (possibly) its lock file.
+fn check_empty(dir: &Path) -> Result<()> {
+    for entry in std::fs::read_dir(dir).map_err(io_err(dir))? {
+        if entry.map_err(io_err(dir))?.file_name() != LOCK_FILE {
+            return Err(run_dir_err(
+                dir,
+                "is not empty: pass --resume to continue the run in it, or choose a new --out",
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn check_resume<B: Backend>(
