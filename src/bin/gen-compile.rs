@@ -4,7 +4,7 @@
 use anyhow::{bail, Context as _, Result};
 use clap::{Parser, ValueEnum};
 use gen_passes::onnx::{ExportOptions, ExternalData};
-use gen_passes::options::{GenCompat, LossKind, OptimizerKind, ProbeBatch};
+use gen_passes::options::{ControllerKind, GenCompat, LossKind, OptimizerKind, ProbeBatch};
 use gen_passes::pipeline::contract::set_eval_model;
 use gen_passes::pipeline::Debug;
 use gen_passes::{compile, CompileOptions, Emit};
@@ -74,6 +74,10 @@ struct Cli {
     /// GeN semantics: ours, or gen-optim 0.1.1's exactly
     #[arg(long, value_enum, default_value_t = CompatArg::Default)]
     gen_compat: CompatArg,
+    /// GeN's lr rule: the paper's parabola rule, or the adaptive one (bracket search, then
+    /// averaged tracking; docs/CONTRACT.md)
+    #[arg(long, value_enum, default_value_t = ControllerArg::Paper)]
+    gen_controller: ControllerArg,
     /// Do not train parameters whose names match this regular expression
     #[arg(long)]
     freeze: Option<String>,
@@ -128,6 +132,11 @@ enum ProbeArg {
 enum CompatArg {
     Default,
     Reference,
+}
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum ControllerArg {
+    Paper,
+    Adaptive,
 }
 #[derive(Clone, Copy, Debug, ValueEnum)]
 enum ExternalArg {
@@ -209,6 +218,10 @@ fn options(cli: &Cli) -> Result<CompileOptions> {
         compat: match cli.gen_compat {
             CompatArg::Default => GenCompat::Default,
             CompatArg::Reference => GenCompat::Reference,
+        },
+        controller: match cli.gen_controller {
+            ControllerArg::Paper => ControllerKind::Paper,
+            ControllerArg::Adaptive => ControllerKind::Adaptive,
         },
         freeze,
     })

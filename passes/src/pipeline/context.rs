@@ -113,6 +113,8 @@ pub enum Role {
     Optimizer,
     Step,
     Lr,
+    /// A GeN controller's own state (the adaptive rule's phase, counters, averages, radius).
+    Gen,
 }
 
 impl Role {
@@ -123,6 +125,7 @@ impl Role {
             Role::Optimizer => "optimizer",
             Role::Step => "step",
             Role::Lr => "lr",
+            Role::Gen => "gen",
         }
     }
 }
