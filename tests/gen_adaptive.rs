@@ -238,7 +238,7 @@ fn parity(name: &str, extra: &[&str], kappa: f64, mu: f64, steps: u64) -> (usize
     let rows = data.rows();
     let batch = |from: usize| -> Vec<usize> { (0..32).map(|i| (from + i) % rows).collect() };
     let state0 = s.state().unwrap();
-    let mut lr = scalar(&state0, "lr");
+    let mut lr = scalar(&state0, "gen.lr");
     let mut st = INIT;
     assert_eq!(graph_state(&state0), INIT, "initial values");
     let (mut probed, mut tracked, mut skipped_steps) = (0, 0, 0);
@@ -261,7 +261,7 @@ fn parity(name: &str, extra: &[&str], kappa: f64, mu: f64, steps: u64) -> (usize
             skipped_steps += 1;
         }
         let g = s.state().unwrap();
-        let glr = scalar(&g, "lr");
+        let glr = scalar(&g, "gen.lr");
         assert!(
             (glr - lr).abs() <= 2.0 * f32::EPSILON as f64 * lr,
             "step {t}: lr {glr} (graph) vs {lr} (rule)"
@@ -394,16 +394,17 @@ fn lazy_freq_one_and_seven_and_the_current_batch_train() {
         rs.iter().map(|r| r.gen_applied.unwrap()).collect()
     };
     let one = trains_finite("adaptive-lazy1", &["--lazy-freq", "1"]);
-    assert!(applied(&one)[..16].iter().all(|&a| a));
+    assert!(applied(&one)[0]);
     let seven = trains_finite("adaptive-lazy7", &["--lazy-freq", "7"]);
-    // the search probes every step whatever lazy_freq is; afterwards only lazy steps probe
+    // the search probes every step whatever lazy_freq is (from step 0, at most 16 steps);
+    // afterwards only lazy steps probe
     let a7 = applied(&seven);
-    assert!(a7[..16].iter().all(|&a| a), "{a7:?}");
+    assert!(a7[0] && a7[1], "{a7:?}");
     for (i, &a) in a7.iter().enumerate().skip(16) {
         assert!(!a || (i + 1) % 7 == 0, "step {i} probed off the lazy schedule");
     }
     let current = trains_finite("adaptive-current", &["--probe-batch", "current"]);
-    assert!(applied(&current)[..16].iter().all(|&a| a));
+    assert!(applied(&current)[0]);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -435,7 +436,7 @@ fn non_finite_probes_never_reach_the_state() {
         let bad = probes.iter().any(|p| !p.is_finite());
         let g = s.state().unwrap();
         let st = graph_state(&g);
-        let lr = scalar(&g, "lr");
+        let lr = scalar(&g, "gen.lr");
         assert!(lr.is_finite() && lr > 0.0, "step {t}: lr {lr}");
         // averages untouched: no call was ever finite
         assert_eq!((st.ea, st.eb, st.em, st.c), (0.0, 0.0, 0.0, 1.0), "step {t}: {st:?}");
