@@ -66,7 +66,11 @@ fn rule(
     let k = 1.0 - mu.powf((step + 1) as f64);
     let fin = lm.is_finite() && lp.is_finite() && l0.is_finite();
     let r = s.c * lr;
-    let grow = if lazy > 0 && (step + 1) % lazy == 0 { 2.0 } else { 1.0 };
+    let grow = if lazy > 0 && (step + 1) % lazy == 0 {
+        2.0
+    } else {
+        1.0
+    };
     let tol = 16.0 * 2f64.powi(-23) * lm.abs().max(lp.abs()).max(l0.abs()).max(1e-30);
     let sd = lm + lp - 2.0 * l0;
     let q = lm - lp;
@@ -266,10 +270,17 @@ fn parity(name: &str, extra: &[&str], kappa: f64, mu: f64, steps: u64) -> (usize
             (glr - lr).abs() <= 2.0 * f32::EPSILON as f64 * lr,
             "step {t}: lr {glr} (graph) vs {lr} (rule)"
         );
-        assert_eq!(res.lr, Some(glr), "step {t}: the applied lr is the carried one");
+        assert_eq!(
+            res.lr,
+            Some(glr),
+            "step {t}: the applied lr is the carried one"
+        );
         lr = glr;
         let gs = graph_state(&g);
-        assert!(same_state(&gs, &st), "step {t}: state {gs:?} (graph) vs {st:?} (rule)");
+        assert!(
+            same_state(&gs, &st),
+            "step {t}: state {gs:?} (graph) vs {st:?} (rule)"
+        );
         st = gs;
     }
     (probed, tracked, skipped_steps)
@@ -308,7 +319,10 @@ fn momentum_digits_matches_the_scalar_rule() {
         0.9,
         80,
     );
-    assert!(probed >= 16 && tracked >= 3, "probed {probed}, tracking calls {tracked}");
+    assert!(
+        probed >= 16 && tracked >= 3,
+        "probed {probed}, tracking calls {tracked}"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -339,22 +353,44 @@ fn resume_is_exact_and_refuses_another_controller() {
     let whole = dir.join("whole");
     ok(train(&model, &whole, &common));
     let split = dir.join("split");
-    let first: Vec<&str> = common.iter().copied().chain(["--stop-after", "40"]).collect();
+    let first: Vec<&str> = common
+        .iter()
+        .copied()
+        .chain(["--stop-after", "40"])
+        .collect();
     ok(train(&model, &split, &first));
     let split_s = split.to_string_lossy().into_owned();
-    let resume: Vec<&str> = common.iter().copied().chain(["--resume", &split_s]).collect();
+    let resume: Vec<&str> = common
+        .iter()
+        .copied()
+        .chain(["--resume", &split_s])
+        .collect();
     ok(train(&model, &split, &resume));
     let a = Checkpoint::load(&whole.join("checkpoint.bin")).unwrap();
     let b = Checkpoint::load(&split.join("checkpoint.bin")).unwrap();
     assert_eq!(a.steps, 80);
-    assert!(a.state.iter().any(|(n, _)| n == "gen.ea"), "the controller state is checkpointed");
-    assert_eq!(a.state, b.state, "parameters, optimizer, lr and controller state bit for bit");
+    assert!(
+        a.state.iter().any(|(n, _)| n == "gen.ea"),
+        "the controller state is checkpointed"
+    );
+    assert_eq!(
+        a.state, b.state,
+        "parameters, optimizer, lr and controller state bit for bit"
+    );
     assert_eq!(a.probe_stream, b.probe_stream);
     let strip = |p: &Path| -> Vec<_> {
         read_records(&p.join("metrics.jsonl"))
             .unwrap()
             .into_iter()
-            .map(|r| (r.step, r.loss.to_bits(), r.lr, r.gen_applied, r.probe_loss_plus))
+            .map(|r| {
+                (
+                    r.step,
+                    r.loss.to_bits(),
+                    r.lr,
+                    r.gen_applied,
+                    r.probe_loss_plus,
+                )
+            })
             .collect()
     };
     assert_eq!(strip(&whole), strip(&split));
@@ -381,9 +417,18 @@ fn trains_finite(name: &str, extra: &[&str]) -> Vec<gen_runtime::MetricsRecord> 
     let records = read_records(&out.join("metrics.jsonl")).unwrap();
     assert_eq!(records.len(), 60);
     for r in &records {
-        assert!(r.loss.is_finite(), "{name}: step {} loss {}", r.step, r.loss);
+        assert!(
+            r.loss.is_finite(),
+            "{name}: step {} loss {}",
+            r.step,
+            r.loss
+        );
         let lr = r.lr.unwrap();
-        assert!(lr.is_finite() && lr > 0.0, "{name}: step {} lr {lr}", r.step);
+        assert!(
+            lr.is_finite() && lr > 0.0,
+            "{name}: step {} lr {lr}",
+            r.step
+        );
     }
     records
 }
@@ -401,7 +446,10 @@ fn lazy_freq_one_and_seven_and_the_current_batch_train() {
     let a7 = applied(&seven);
     assert!(a7[0] && a7[1], "{a7:?}");
     for (i, &a) in a7.iter().enumerate().skip(16) {
-        assert!(!a || (i + 1) % 7 == 0, "step {i} probed off the lazy schedule");
+        assert!(
+            !a || (i + 1) % 7 == 0,
+            "step {i} probed off the lazy schedule"
+        );
     }
     let current = trains_finite("adaptive-current", &["--probe-batch", "current"]);
     assert!(applied(&current)[0]);
@@ -427,7 +475,12 @@ fn non_finite_probes_never_reach_the_state() {
     save(&m, &path);
     let mut s = TrainSession::open(&path, &TrainOptions::default()).expect("open");
     // data far out: every loss overflows float64, so every probe is non-finite
-    let x = |v: f64| vec![("x".to_string(), f64_tensor(&[2, 3], &[v, 0.5, 0.0, v, 0.5, 1.0]))];
+    let x = |v: f64| {
+        vec![(
+            "x".to_string(),
+            f64_tensor(&[2, 3], &[v, 0.5, 0.0, v, 0.5, 1.0]),
+        )]
+    };
     let mut lr_prev = 1e-3f32 as f64;
     let mut non_finite = 0;
     for t in 0..30u64 {
@@ -439,14 +492,46 @@ fn non_finite_probes_never_reach_the_state() {
         let lr = scalar(&g, "gen.lr");
         assert!(lr.is_finite() && lr > 0.0, "step {t}: lr {lr}");
         // averages untouched: no call was ever finite
-        assert_eq!((st.ea, st.eb, st.em, st.c), (0.0, 0.0, 0.0, 1.0), "step {t}: {st:?}");
+        assert_eq!(
+            (st.ea, st.eb, st.em, st.c),
+            (0.0, 0.0, 0.0, 1.0),
+            "step {t}: {st:?}"
+        );
         if bad && res.gen_applied == Some(true) {
             non_finite += 1;
             let factor = if st.phase == 1 && t >= 16 { 0.5 } else { 0.25 };
             assert_eq!(lr, (lr_prev * factor) as f32 as f64, "step {t}");
         }
-        assert_eq!(st.phase, i64::from(t >= 15), "step {t}: search ends after 16 calls");
+        assert_eq!(
+            st.phase,
+            i64::from(t >= 15),
+            "step {t}: search ends after 16 calls"
+        );
         lr_prev = lr;
     }
     assert!(non_finite >= 20, "only {non_finite} non-finite probe steps");
+}
+
+#[test]
+fn unknown_controller_and_reference_compat_are_refused() {
+    let dir = scratch("adaptive-cli");
+    let out = dir.join("x.onnx");
+    let (model, out) = (digits("mlp.onnx"), out.to_string_lossy().into_owned());
+    let model = model.to_string_lossy().into_owned();
+    let compile = |extra: &[&str]| {
+        let mut args = vec![model.as_str(), "-o", out.as_str()];
+        args.extend(extra);
+        run_bin(env!("CARGO_BIN_EXE_gen-compile"), &args)
+    };
+    let bad = compile(&["--gen-controller", "fancy"]);
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(!bad.status.success());
+    assert!(
+        err.contains("fancy") && err.contains("paper, adaptive"),
+        "{err}"
+    );
+    let bad = compile(&["--gen-controller", "adaptive", "--gen-compat", "reference"]);
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(!bad.status.success());
+    assert!(err.contains("--gen-compat default only"), "{err}");
 }

@@ -119,9 +119,18 @@ impl<B: Backend> TrainSession<B> {
             None => None,
             Some((phase, skip)) => {
                 let at = |name: &str| {
-                    contract.state.iter().position(|s| s.input == name).ok_or_else(|| {
-                        contract_err(path, format!("config.gen_gate names `{name}`, which is not a state input"))
-                    })
+                    contract
+                        .state
+                        .iter()
+                        .position(|s| s.input == name)
+                        .ok_or_else(|| {
+                            contract_err(
+                                path,
+                                format!(
+                                    "config.gen_gate names `{name}`, which is not a state input"
+                                ),
+                            )
+                        })
                 };
                 Some((at(phase)?, at(skip)?))
             }

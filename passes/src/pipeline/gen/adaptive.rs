@@ -331,7 +331,8 @@ impl GenController for Adaptive {
         // ---- the phase picks
         let searching = cmp(b, Op::Equal, st[PHASE], zero_i);
         let lr_new = b.where_(searching, lr_search, lr_track);
-        let pick = |b: &mut Builder, search: ValueId, track: ValueId| b.where_(searching, search, track);
+        let pick =
+            |b: &mut Builder, search: ValueId, track: ValueId| b.where_(searching, search, track);
         let state = vec![
             pick(b, phase_search, st[PHASE]),
             pick(b, n1, st[N]),
@@ -351,7 +352,12 @@ impl GenController for Adaptive {
     }
 
     /// A lazy step skipped while settled counts `skip` down; everything else passes through.
-    fn skipped_state(&self, b: &mut Builder, state: &[ValueId], schedule: Schedule) -> Vec<ValueId> {
+    fn skipped_state(
+        &self,
+        b: &mut Builder,
+        state: &[ValueId],
+        schedule: Schedule,
+    ) -> Vec<ValueId> {
         let (_, lazy) = lazy_step(b, schedule);
         let zero = i64c(b, 0.0);
         let one = i64c(b, 1.0);

@@ -135,7 +135,10 @@ pub trait GenController {
     }
     /// Entries for the contract's `config`, given the names of the state inputs (aligned with
     /// `state`); none by default (no `gen_controller` entry means the paper rule).
-    fn contract_notes(&self, _state_inputs: &[String]) -> serde_json::Map<String, serde_json::Value> {
+    fn contract_notes(
+        &self,
+        _state_inputs: &[String],
+    ) -> serde_json::Map<String, serde_json::Value> {
         serde_json::Map::new()
     }
     /// The value of extra output `k` on steps without probes (a float32 zero by default).

@@ -123,7 +123,9 @@ impl Pass for GenPass {
         let data = data_inputs(&m.graph, cx).map_err(err)?;
         if cx.options.controller != ControllerKind::Paper && cx.options.compat != GenCompat::Default
         {
-            return Err(err(GenError::ControllerCompat(cx.options.controller.as_str())));
+            return Err(err(GenError::ControllerCompat(
+                cx.options.controller.as_str(),
+            )));
         }
         let mut plan = cx.train.take().ok_or_else(|| err(GenError::NoPlan))?;
         let controller = select(&cx.options);
@@ -406,7 +408,10 @@ fn build(
         probe_inputs,
         controller_outputs,
     });
-    let state_names: Vec<String> = state_inputs.iter().map(|&v| g.name(v).to_string()).collect();
+    let state_names: Vec<String> = state_inputs
+        .iter()
+        .map(|&v| g.name(v).to_string())
+        .collect();
     Ok(controller.contract_notes(&state_names))
 }
 
