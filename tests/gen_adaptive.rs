@@ -43,7 +43,7 @@ const INIT: State = State {
 
 /// `gen_gate`: (probes run, a lazy step skipped while settled).
 fn gate(st: &State, step: u64, lazy: u64) -> (bool, bool) {
-    let lazy_ok = lazy > 0 && (step + 1) % lazy == 0;
+    let lazy_ok = lazy > 0 && (step + 1).is_multiple_of(lazy);
     let now = lazy > 0 && (st.phase == 0 || (lazy_ok && st.skip <= 0));
     let skipped = lazy > 0 && st.phase == 1 && lazy_ok && st.skip > 0;
     (now, skipped)
@@ -66,7 +66,7 @@ fn rule(
     let k = 1.0 - mu.powf((step + 1) as f64);
     let fin = lm.is_finite() && lp.is_finite() && l0.is_finite();
     let r = s.c * lr;
-    let grow = if lazy > 0 && (step + 1) % lazy == 0 {
+    let grow = if lazy > 0 && (step + 1).is_multiple_of(lazy) {
         2.0
     } else {
         1.0
@@ -127,7 +127,7 @@ fn rule(
         target = lr;
     } else if s.ea > 0.0 && s.eb > 0.0 {
         target = kappa * k * s.eb / s.ea;
-        s.c = (target / lr).max(1.0).min(64.0);
+        s.c = (target / lr).clamp(1.0, 64.0);
     } else if s.eb > 0.0 {
         target = 4.0 * lr;
         s.c = (2.0 * s.c).min(64.0);
@@ -135,7 +135,7 @@ fn rule(
         target = 0.25 * lr;
         s.c = 1.0;
     }
-    let mut f = (target / lr).powf(0.5).max(0.5).min(1.5);
+    let mut f = (target / lr).powf(0.5).clamp(0.5, 1.5);
     if f > 1.0 {
         f = f.min(if lp < l0 { r / lr } else { 1.0 });
     }
