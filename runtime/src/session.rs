@@ -49,12 +49,20 @@ pub struct TrainSession<B: Backend = OrtBackend> {
     step: u64,
     lazy_freq: Option<u64>,
     lazy_freq_feed: Option<B::Value>,
-    /// Positions in `state` of the adaptive controller's phase and skip counter
-    /// (`config.gen_gate`): whether a step probes depends on them.
-    gate: Option<(usize, usize)>,
+    /// The adaptive controller's gate (`config.gen_gate`): whether a step probes depends on
+    /// its carried phase and skip counter.
+    gate: Option<Gate>,
     /// Outputs fetched each step; reported ones to the host, the rest stay on the device.
     outputs: Vec<(String, Placement)>,
     transfer: Transfer,
+}
+
+/// Where the adaptive controller's phase and skip counter sit in the state.
+struct Gate {
+    phase: usize,
+    skip: usize,
+    /// The phase was seen to be 1 (TRACK), which it never leaves: no need to read it again.
+    tracking: std::cell::Cell<bool>,
 }
 
 fn contract_err(path: &Path, message: impl Into<String>) -> RuntimeError {
@@ -132,7 +140,11 @@ impl<B: Backend> TrainSession<B> {
                             )
                         })
                 };
-                Some((at(phase)?, at(skip)?))
+                Some(Gate {
+                    phase: at(phase)?,
+                    skip: at(skip)?,
+                    tracking: std::cell::Cell::new(false),
+                })
             }
         };
         let backend = B::open(
@@ -190,7 +202,7 @@ impl<B: Backend> TrainSession<B> {
             return Ok(false);
         };
         let lazy = (self.step + 1).is_multiple_of(k);
-        let Some((phase, skip)) = self.gate else {
+        let Some(gate) = &self.gate else {
             return Ok(lazy);
         };
         let read = |i: usize| {
@@ -198,7 +210,13 @@ impl<B: Backend> TrainSession<B> {
                 .to_host(&self.contract.state[i].input, &self.state[i])?
                 .scalar_f64()
         };
-        Ok(read(phase)? == 0.0 || (lazy && read(skip)? <= 0.0))
+        if !gate.tracking.get() {
+            if read(gate.phase)? == 0.0 {
+                return Ok(true);
+            }
+            gate.tracking.set(true);
+        }
+        Ok(lazy && read(gate.skip)? <= 0.0)
     }
 
     /// Whether steps need probe batches (the graph has probe inputs and GeN).
@@ -421,6 +439,9 @@ impl<B: Backend> TrainSession<B> {
         }
         self.state = values;
         self.step = step;
+        if let Some(gate) = &self.gate {
+            gate.tracking.set(false);
+        }
         Ok(())
     }
 }
