@@ -37,7 +37,7 @@ fn steps_on_exact_batches_match_the_python_reference() {
     for t in 0..8 {
         let batch = d.batch(&rows(16 * t)).unwrap();
         let probe = d.batch(&rows(16 * t + 8)).unwrap();
-        let gen = s.next_is_gen_step();
+        let gen = s.next_is_gen_step().unwrap();
         assert_eq!(gen, t % 4 == 3);
         results.push(
             s.step(&batch, gen.then_some(probe.as_slice()), 1.0)
@@ -85,7 +85,7 @@ fn set_state_continues_exactly() {
     let d = toy_data(&a);
     let step = |s: &mut TrainSession, t: usize| {
         let probe = d.batch(&rows(8 * t)).unwrap();
-        let gen = s.next_is_gen_step();
+        let gen = s.next_is_gen_step().unwrap();
         s.step(
             &d.batch(&rows(4 * t)).unwrap(),
             gen.then_some(probe.as_slice()),

@@ -41,6 +41,8 @@ pub enum StateRole {
     Optimizer,
     Step,
     Lr,
+    /// A GeN controller's own state (carried like the rest; the adaptive rule's gate reads it).
+    Gen,
 }
 
 /// One carried value: graph input `input`, next value at graph output `output` (train graphs).
@@ -257,6 +259,21 @@ impl Contract {
     /// `config.lazy_freq`, if the compiler recorded it.
     pub fn config_lazy_freq(&self) -> Option<u64> {
         self.config.get("lazy_freq").and_then(Value::as_u64)
+    }
+
+    /// `config.gen_controller`: the GeN lr rule (`paper` when absent).
+    pub fn gen_controller(&self) -> &str {
+        self.config
+            .get("gen_controller")
+            .and_then(|v| v.as_str())
+            .unwrap_or("paper")
+    }
+
+    /// `config.gen_gate`: the state inputs holding the adaptive controller's phase and skip
+    /// counter, which decide whether a step probes (docs/CONTRACT.md).
+    pub fn gen_gate(&self) -> Option<(&str, &str)> {
+        let gate = self.config.get("gen_gate")?;
+        Some((gate.get("phase")?.as_str()?, gate.get("skip")?.as_str()?))
     }
 
     /// The companion eval graph's path, resolved beside `model_path`.

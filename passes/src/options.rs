@@ -41,6 +41,27 @@ pub enum GenCompat {
     Reference,
 }
 
+/// Which rule turns GeN's probe losses into the lr (docs/CONTRACT.md).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
+pub enum ControllerKind {
+    /// The GeN paper's parabola rule (SPEC section 2), every `lazy_freq`-th step.
+    Paper,
+    /// Bracket search, then damped tracking of averaged parabola coefficients; probes less once
+    /// settled.
+    Adaptive,
+}
+
+impl ControllerKind {
+    /// The name the command line and the contract's `config.gen_controller` use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ControllerKind::Paper => "paper",
+            ControllerKind::Adaptive => "adaptive",
+        }
+    }
+}
+
 /// Every knob of the training-step compiler.
 #[derive(Clone, Debug)]
 pub struct CompileOptions {
@@ -62,6 +83,7 @@ pub struct CompileOptions {
     pub lazy_freq: i64,
     pub probe_batch: ProbeBatch,
     pub compat: GenCompat,
+    pub controller: ControllerKind,
     /// Parameters whose names match are not trained.
     pub freeze: Option<regex::Regex>,
 }
@@ -84,6 +106,7 @@ impl Default for CompileOptions {
             lazy_freq: 4,
             probe_batch: ProbeBatch::Next,
             compat: GenCompat::Default,
+            controller: ControllerKind::Paper,
             freeze: None,
         }
     }

@@ -49,9 +49,20 @@ pub struct TrainSession<B: Backend = OrtBackend> {
     step: u64,
     lazy_freq: Option<u64>,
     lazy_freq_feed: Option<B::Value>,
+    /// The adaptive controller's gate (`config.gen_gate`): whether a step probes depends on
+    /// its carried phase and skip counter.
+    gate: Option<Gate>,
     /// Outputs fetched each step; reported ones to the host, the rest stay on the device.
     outputs: Vec<(String, Placement)>,
     transfer: Transfer,
+}
+
+/// Where the adaptive controller's phase and skip counter sit in the state.
+struct Gate {
+    phase: usize,
+    skip: usize,
+    /// The phase was seen to be 1 (TRACK), which it never leaves: no need to read it again.
+    tracking: std::cell::Cell<bool>,
 }
 
 fn contract_err(path: &Path, message: impl Into<String>) -> RuntimeError {
@@ -119,6 +130,30 @@ impl<B: Backend> TrainSession<B> {
             None => 0,
         };
         let (lazy_freq, lazy_freq_feed) = resolve_lazy_freq(&model, &contract, options.lazy_freq)?;
+        let gate = match contract.gen_gate() {
+            None => None,
+            Some((phase, skip)) => {
+                let at = |name: &str| {
+                    contract
+                        .state
+                        .iter()
+                        .position(|s| s.input == name)
+                        .ok_or_else(|| {
+                            contract_err(
+                                path,
+                                format!(
+                                    "config.gen_gate names `{name}`, which is not a state input"
+                                ),
+                            )
+                        })
+                };
+                Some(Gate {
+                    phase: at(phase)?,
+                    skip: at(skip)?,
+                    tracking: std::cell::Cell::new(false),
+                })
+            }
+        };
         let backend = B::open(
             path,
             options,
@@ -138,6 +173,7 @@ impl<B: Backend> TrainSession<B> {
             step,
             lazy_freq,
             lazy_freq_feed,
+            gate,
             outputs,
             transfer: Transfer::default(),
         })
@@ -165,10 +201,29 @@ impl<B: Backend> TrainSession<B> {
         self.lazy_freq
     }
 
-    /// Whether the next step runs GeN: `(step + 1) % lazy_freq == 0` (docs/CONTRACT.md).
-    pub fn next_is_gen_step(&self) -> bool {
-        self.lazy_freq
-            .is_some_and(|k| (self.step + 1).is_multiple_of(k))
+    /// Whether the next step runs GeN: `(step + 1) % lazy_freq == 0`; with the adaptive
+    /// controller `phase == 0 or ((step + 1) % lazy_freq == 0 and skip <= 0)`, read from the
+    /// carried state (docs/CONTRACT.md).
+    pub fn next_is_gen_step(&self) -> Result<bool> {
+        let Some(k) = self.lazy_freq else {
+            return Ok(false);
+        };
+        let lazy = (self.step + 1).is_multiple_of(k);
+        let Some(gate) = &self.gate else {
+            return Ok(lazy);
+        };
+        let read = |i: usize| {
+            self.backend
+                .to_host(&self.contract.state[i].input, &self.state[i])?
+                .scalar_f64()
+        };
+        if !gate.tracking.get() {
+            if read(gate.phase)? == 0.0 {
+                return Ok(true);
+            }
+            gate.tracking.set(true);
+        }
+        Ok(lazy && read(gate.skip)? <= 0.0)
     }
 
     /// Whether steps need probe batches (the graph has probe inputs and GeN).
@@ -203,7 +258,7 @@ impl<B: Backend> TrainSession<B> {
         probe: Option<&Tensors>,
         scale: f32,
     ) -> Result<StepResult> {
-        let gen_step = self.next_is_gen_step();
+        let gen_step = self.next_is_gen_step()?;
         if gen_step && probe.is_none() && self.needs_probe_batches() {
             return Err(RuntimeError::NeedsProbe { step: self.step });
         }
@@ -386,6 +441,9 @@ impl<B: Backend> TrainSession<B> {
         }
         self.state = values;
         self.step = step;
+        if let Some(gate) = &self.gate {
+            gate.tracking.set(false);
+        }
         Ok(())
     }
 }

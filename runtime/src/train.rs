@@ -168,7 +168,7 @@ impl<B: Backend> Driver<B> {
         let (epoch, rows) = self.train.next_batch();
         let batch = self.data.batch(&rows)?;
         let probe = match &mut self.probe {
-            Some(stream) if self.session.next_is_gen_step() => {
+            Some(stream) if self.session.next_is_gen_step()? => {
                 Some(self.data.batch(&stream.next_batch().1)?)
             }
             _ => None,
@@ -276,6 +276,7 @@ fn check_finite_state(contract: &Contract, ckpt: &Checkpoint) -> Result<()> {
                 StateRole::Optimizer => "optimizer state",
                 StateRole::Step => "step counter",
                 StateRole::Lr => "learning rate",
+                StateRole::Gen => "GeN controller state",
             };
             return Err(RuntimeError::Diverged {
                 step: ckpt.steps,
@@ -302,6 +303,14 @@ struct RunInfo {
     lazy_freq: Option<u64>,
     device: String,
     total_steps: u64,
+    /// The graph's GeN controller (`config.gen_controller`; runs recorded before it existed
+    /// used the paper rule).
+    #[serde(default = "paper_controller")]
+    gen_controller: String,
+}
+
+fn paper_controller() -> String {
+    "paper".into()
 }
 
 /// Facts about a run, given to the observer before the first step.
@@ -435,6 +444,7 @@ impl<B: Backend> Trainer<B> {
             lazy_freq: config.options.lazy_freq,
             device: config.options.session.device.to_string(),
             total_steps,
+            gen_controller: driver.session().contract().gen_controller().to_string(),
         };
         let mut epoch = 1;
         let (dir, start) = match resumed {
@@ -759,6 +769,21 @@ fn check_resume<B: Backend>(
     ckpt: &Checkpoint,
     session: &TrainSession<B>,
 ) -> Result<()> {
+    let path = dir.join("run.json");
+    let text = std::fs::read(&path).map_err(io_err(&path))?;
+    let before: RunInfo =
+        serde_json::from_slice(&text).map_err(|e| run_dir_err(dir, format!("run.json: {e}")))?;
+    if before.gen_controller != now.gen_controller {
+        return Err(run_dir_err(
+            dir,
+            format!(
+                "its checkpoint was written with the {} GeN controller, but {} uses the {} controller",
+                before.gen_controller,
+                now.model.display(),
+                now.gen_controller
+            ),
+        ));
+    }
     if ckpt.contract_fingerprint != contract_fingerprint(session) {
         return Err(run_dir_err(
             dir,
@@ -768,10 +793,6 @@ fn check_resume<B: Backend>(
             ),
         ));
     }
-    let path = dir.join("run.json");
-    let text = std::fs::read(&path).map_err(io_err(&path))?;
-    let before: RunInfo =
-        serde_json::from_slice(&text).map_err(|e| run_dir_err(dir, format!("run.json: {e}")))?;
     let mut diffs = Vec::new();
     if before.data != now.data {
         diffs.push(format!(

@@ -5,7 +5,7 @@ use anyhow::{Context as _, Result};
 use clap::builder::{PossibleValuesParser, TypedValueParser as _};
 use clap::Parser;
 use gen_passes::onnx::{ExportOptions, ExternalData};
-use gen_passes::options::{GenCompat, LossKind, OptimizerKind, ProbeBatch};
+use gen_passes::options::{ControllerKind, GenCompat, LossKind, OptimizerKind, ProbeBatch};
 use gen_passes::output::{self, InputFiles};
 use gen_passes::pipeline::Debug;
 use gen_passes::{compile, CompileOptions, Emit};
@@ -76,6 +76,10 @@ struct Cli {
     /// GeN semantics: ours, or gen-optim 0.1.1's exactly
     #[arg(long, value_enum, default_value_t = GenCompat::Default)]
     gen_compat: GenCompat,
+    /// GeN's lr rule: the paper's parabola rule, or the adaptive one (bracket search, then
+    /// averaged tracking; docs/CONTRACT.md)
+    #[arg(long, value_enum, default_value_t = ControllerKind::Paper)]
+    gen_controller: ControllerKind,
     /// Do not train parameters whose names match this regular expression
     #[arg(long)]
     freeze: Option<regex::Regex>,
@@ -129,6 +133,7 @@ fn options(cli: &Cli) -> CompileOptions {
         lazy_freq: cli.lazy_freq,
         probe_batch: cli.probe_batch,
         compat: cli.gen_compat,
+        controller: cli.gen_controller,
         freeze: cli.freeze.clone(),
     }
 }

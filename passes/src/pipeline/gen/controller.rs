@@ -6,13 +6,18 @@
 //! `GenOut::ControllerOutput`) and in the carried state (`StateKey::Controller`), so a new
 //! controller touches neither the cloning nor the reference-compat code.
 //!
+//! A controller also decides when the probes run ([`GenController::gate`], by default the
+//! paper's `(step + 1) % lazy_freq == 0`), how far they reach ([`GenController::radius`], by
+//! default lr) and what its state does on steps without probes
+//! ([`GenController::skipped_state`], by default passes through). The adaptive rule lives in
+//! `adaptive.rs`.
+//!
 //! [`Paper`] is the rule of the GeN paper (SPEC section 2): fit the parabola in float64,
 //! `A = (L₋ + L₊ − 2L₀)/lr²`, `B = (L₋ − L₊)/(2·lr)`; a non-finite probe loss halves lr (checked
 //! first); else `A > 0 and B > 0` gives `lr ← 0.9·lr + 0.1·scale·clip(B/A, lr/2, 2·lr)`; else lr
 //! is unchanged.
 
 use crate::ir::{Builder, DType, Op, Tensor, ValueId};
-use crate::options::CompileOptions;
 use crate::pipeline::build::cast_to;
 use crate::pipeline::context::Role;
 
@@ -51,6 +56,29 @@ pub struct RuleInputs {
     pub losses: ProbeLosses,
     /// The controller's carried state, aligned with `GenController::state`.
     pub state: Vec<ValueId>,
+    /// The step counter and the `gen.lazy_freq` control, when the controller reads them
+    /// ([`GenController::reads_schedule`]).
+    pub schedule: Option<Schedule>,
+}
+
+/// The step counter (int64, steps done) and the `gen.lazy_freq` control (int64).
+#[derive(Clone, Copy, Debug)]
+pub struct Schedule {
+    pub step: ValueId,
+    pub lazy_freq: ValueId,
+}
+
+/// `(lazy_freq > 0, lazy_freq > 0 and (step + 1) % lazy_freq == 0)`: GeN is on, and this is a
+/// lazy step.
+pub fn lazy_step(b: &mut Builder, s: Schedule) -> (ValueId, ValueId) {
+    let one = b.scalar(DType::I64, 1.0);
+    let zero = b.scalar(DType::I64, 0.0);
+    let t1 = b.add(s.step, one);
+    let pos = b.op(Op::Greater, &[s.lazy_freq, zero], vec![]);
+    let safe = b.where_(pos, s.lazy_freq, one);
+    let r = b.op(Op::Mod, &[t1, safe], vec![]);
+    let hit = b.op(Op::Equal, &[r, zero], vec![]);
+    (pos, b.op(Op::And, &[pos, hit], vec![]))
 }
 
 /// What the rule decides on a step with probes.
@@ -76,17 +104,47 @@ pub trait GenController {
     fn outputs(&self) -> Vec<&'static str> {
         Vec::new()
     }
+    /// Whether the rule reads the step counter and `lazy_freq` (`RuleInputs::schedule`).
+    fn reads_schedule(&self) -> bool {
+        false
+    }
+    /// The `If`'s condition, built in the main graph from the schedule and the controller's
+    /// state inputs: by default `(step + 1) % lazy_freq == 0` (never when `lazy_freq <= 0`).
+    fn gate(&self, b: &mut Builder, schedule: Schedule, _state: &[ValueId]) -> ValueId {
+        lazy_step(b, schedule).1
+    }
+    /// The probe radius r (lr's type) from the carried lr and the controller's state: the
+    /// probes are at `w ± r·d`. By default lr.
+    fn radius(&self, _b: &mut Builder, lr: ValueId, _state: &[ValueId]) -> ValueId {
+        lr
+    }
     /// Builds the rule in the then-branch.
     fn decide(&self, b: &mut Builder, inputs: &RuleInputs) -> Decision;
+    /// The state's next values on steps without probes, built in the else-branch from the
+    /// (captured) state and schedule; by default the state passes through.
+    fn skipped_state(
+        &self,
+        b: &mut Builder,
+        state: &[ValueId],
+        _schedule: Schedule,
+    ) -> Vec<ValueId> {
+        state
+            .iter()
+            .map(|&v| b.op(Op::Identity, &[v], vec![]))
+            .collect()
+    }
+    /// Entries for the contract's `config`, given the names of the state inputs (aligned with
+    /// `state`); none by default (no `gen_controller` entry means the paper rule).
+    fn contract_notes(
+        &self,
+        _state_inputs: &[String],
+    ) -> serde_json::Map<String, serde_json::Value> {
+        serde_json::Map::new()
+    }
     /// The value of extra output `k` on steps without probes (a float32 zero by default).
     fn skipped_output(&self, b: &mut Builder, _k: usize) -> ValueId {
         b.scalar(DType::F32, 0.0)
     }
-}
-
-/// The controller the options ask for.
-pub fn select(_options: &CompileOptions) -> Box<dyn GenController> {
-    Box::new(Paper)
 }
 
 /// The GeN paper's parabola rule (see the file's documentation); stateless.

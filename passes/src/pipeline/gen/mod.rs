@@ -33,17 +33,19 @@
 //! the lr to apply; with reference compat the directions, slots and buffers to apply are the
 //! `If`'s outputs.
 
+pub mod adaptive;
 pub mod clone;
 pub mod compat;
 pub mod controller;
 pub mod layout;
 
+use self::adaptive::Adaptive;
 use self::clone::{capture, clone_region, distinct_outputs};
-use self::controller::{GenController, ProbeLosses, RuleInputs};
+use self::controller::{GenController, Paper, ProbeLosses, RuleInputs, Schedule};
 use self::layout::{if_layout, probe_roots, GenOut, GenShape, ProbeRoot};
 use crate::error::{Error, Result};
 use crate::ir::{Attr, Builder, DType, Graph, Model, Op, Tensor, ValueDef, ValueId};
-use crate::options::{GenCompat, ProbeBatch};
+use crate::options::{CompileOptions, ControllerKind, GenCompat, ProbeBatch};
 use crate::pipeline::build::{cast_to, reserved_prefix, state_input};
 use crate::pipeline::context::{ControllerState, GenPlan, ProbeInput, TrainPlan};
 use crate::pipeline::layout::LayoutError;
@@ -63,8 +65,18 @@ pub enum GenError {
     MissingData(String),
     #[error("lazy_freq must be at least 1, got {0}")]
     LazyFreq(i64),
+    #[error("--gen-controller {0} is defined for --gen-compat default only")]
+    ControllerCompat(&'static str),
     #[error("the GeN `If`: {0}")]
     Layout(#[from] LayoutError),
+}
+
+/// The controller the options ask for.
+pub fn select(options: &CompileOptions) -> Box<dyn GenController> {
+    match options.controller {
+        ControllerKind::Paper => Box::new(Paper),
+        ControllerKind::Adaptive => Box::new(Adaptive::new(options)),
+    }
 }
 
 /// Reads that make a probe deterministic: each lowered dropout's output read as its input.
@@ -109,11 +121,18 @@ impl Pass for GenPass {
         }
         let loss = cx.loss.ok_or_else(|| err(GenError::NoLoss))?;
         let data = data_inputs(&m.graph, cx).map_err(err)?;
+        if cx.options.controller != ControllerKind::Paper && cx.options.compat != GenCompat::Default
+        {
+            return Err(err(GenError::ControllerCompat(
+                cx.options.controller.as_str(),
+            )));
+        }
         let mut plan = cx.train.take().ok_or_else(|| err(GenError::NoPlan))?;
-        let controller = controller::select(&cx.options);
+        let controller = select(&cx.options);
         let result = build(m, cx, &mut plan, controller.as_ref(), loss, &data);
         cx.train = Some(plan);
-        result.map_err(err)?;
+        let notes = result.map_err(err)?;
+        cx.config.extend(notes);
         Ok(true)
     }
 }
@@ -125,7 +144,7 @@ fn build(
     controller: &dyn GenController,
     loss: ValueId,
     data: &[ValueId],
-) -> Result<(), GenError> {
+) -> Result<serde_json::Map<String, serde_json::Value>, GenError> {
     let opset = m.opset();
     let opts = &cx.options;
     let compat = opts.compat == GenCompat::Reference;
@@ -168,18 +187,15 @@ fn build(
         }
     }
 
-    // the condition: (step + 1) % lazy_freq == 0 and lazy_freq > 0
+    // the condition (the paper's: (step + 1) % lazy_freq == 0 and lazy_freq > 0)
     let main_prefix = reserved_prefix(g, "gen/");
+    let schedule = Schedule {
+        step: plan.step,
+        lazy_freq,
+    };
     let cond = {
         let mut b = Builder::new(g, opset, &main_prefix);
-        let one = b.scalar(DType::I64, 1.0);
-        let zero = b.scalar(DType::I64, 0.0);
-        let t1 = b.add(plan.step, one);
-        let pos = b.op(Op::Greater, &[lazy_freq, zero], vec![]);
-        let safe = b.where_(pos, lazy_freq, one);
-        let r = b.op(Op::Mod, &[t1, safe], vec![]);
-        let hit = b.op(Op::Equal, &[r, zero], vec![]);
-        b.op(Op::And, &[pos, hit], vec![])
+        controller.gate(&mut b, schedule, &state_inputs)
     };
 
     // reference compat: running statistics updated by every probe forward, in the reference's
@@ -207,8 +223,12 @@ fn build(
         .iter()
         .map(|&s| capture(src, &mut tg, s))
         .collect();
-    let mut w_minus = HashMap::new(); // w − Δ = w + lr·d
-    let mut w_plus = HashMap::new(); // w + Δ = w − lr·d
+    let schedule_t = controller.reads_schedule().then(|| Schedule {
+        step: capture(src, &mut tg, plan.step),
+        lazy_freq: capture(src, &mut tg, lazy_freq),
+    });
+    let mut w_minus = HashMap::new(); // w − Δ = w + r·d (r = lr for the paper rule)
+    let mut w_plus = HashMap::new(); // w + Δ = w − r·d
     {
         let pairs: Vec<(ValueId, ValueId, ValueId)> = plan
             .params
@@ -216,9 +236,10 @@ fn build(
             .map(|p| (p.w, capture(src, &mut tg, p.w), capture(src, &mut tg, p.d)))
             .collect();
         let mut b = Builder::new(&mut tg, opset, &prefix);
+        let radius = controller.radius(&mut b, lr_t, &state_t);
         for (w_src, w, d) in pairs {
             let dt = b.dtype(w);
-            let lr_p = cast_to(&mut b, lr_t, dt);
+            let lr_p = cast_to(&mut b, radius, dt);
             let step = b.mul(lr_p, d);
             w_minus.insert(w_src, b.add(w, step));
             w_plus.insert(w_src, b.sub(w, step));
@@ -280,6 +301,7 @@ fn build(
             scale: scale_t,
             losses,
             state: state_t,
+            schedule: schedule_t,
         };
         let decision = controller.decide(&mut b, &inputs);
         let losses_vec = probe_loss_vector(&mut b, &losses);
@@ -304,6 +326,21 @@ fn build(
     // ----- else: pass everything through -----
     let mut eg = Graph::new("gen_skip");
     {
+        // the controller's state on steps without probes (nothing captured without state)
+        let skipped_state = if declared.is_empty() {
+            Vec::new()
+        } else {
+            let state_e: Vec<ValueId> = state_inputs
+                .iter()
+                .map(|&s| capture(src, &mut eg, s))
+                .collect();
+            let schedule_e = Schedule {
+                step: capture(src, &mut eg, plan.step),
+                lazy_freq: capture(src, &mut eg, lazy_freq),
+            };
+            let mut b = Builder::new(&mut eg, opset, &prefix);
+            controller.skipped_state(&mut b, &state_e, schedule_e)
+        };
         let mut b = Builder::new(&mut eg, opset, &prefix);
         let pass = |b: &mut Builder, v: ValueId| {
             let c = capture(src, b.g, v);
@@ -316,7 +353,7 @@ fn build(
             GenOut::Direction(i) => pass(&mut b, plan.params[i].d),
             GenOut::OptSlot { param, slot } => pass(&mut b, plan.params[param].slots[slot].next),
             GenOut::Buffer(i) => pass(&mut b, buffers[i].1),
-            GenOut::ControllerState(k) => pass(&mut b, state_inputs[k]),
+            GenOut::ControllerState(k) => skipped_state[k],
             GenOut::ControllerOutput(k) => controller.skipped_output(&mut b, k),
         });
         b.g.outputs = outs;
@@ -371,7 +408,11 @@ fn build(
         probe_inputs,
         controller_outputs,
     });
-    Ok(())
+    let state_names: Vec<String> = state_inputs
+        .iter()
+        .map(|&v| g.name(v).to_string())
+        .collect();
+    Ok(controller.contract_notes(&state_names))
 }
 
 /// The probe losses as the float32 [3] vector `gen.probe_losses`.
