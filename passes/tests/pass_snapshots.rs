@@ -136,97 +136,47 @@ fn sgd_momentum() -> CompileOptions {
     }
 }
 
+/// Every pass with its snapshot name; the pipeline ones as (model, emit, pass).
 #[test]
-fn constfold() {
-    let text = in_pipeline(
-        CLEANUP,
-        Emit::Forward,
-        &CompileOptions::default(),
-        "constant-folding",
-    );
-    insta::assert_snapshot!(text);
-}
+fn each_pass_before_and_after() {
+    let default = CompileOptions::default();
+    let sgd = sgd_momentum();
+    let pipeline: [(&str, &str, Emit, &CompileOptions, &str); 11] = [
+        (
+            "constfold",
+            CLEANUP,
+            Emit::Forward,
+            &default,
+            "constant-folding",
+        ),
+        ("cse", CLEANUP, Emit::Forward, &default, "cse"),
+        ("dce", CLEANUP, Emit::Forward, &default, "dce"),
+        (
+            "training_mode",
+            BN_DROPOUT,
+            Emit::Grad,
+            &sgd,
+            "training-mode",
+        ),
+        ("loss", LINEAR, Emit::Grad, &sgd, "attach-loss"),
+        ("params", LINEAR, Emit::Grad, &sgd, "discover-params"),
+        ("autodiff", LINEAR, Emit::Grad, &sgd, "autodiff"),
+        ("optimizer", LINEAR, Emit::Train, &sgd, "optimizer"),
+        ("gen", LINEAR, Emit::Train, &sgd, "gen"),
+        ("contract", LINEAR, Emit::Train, &sgd, "train-contract"),
+        ("eval", BN_DROPOUT, Emit::Eval, &sgd, "eval-mode"),
+    ];
+    for (snapshot, model, emit, options, pass) in pipeline {
+        insta::assert_snapshot!(snapshot, in_pipeline(model, emit, options, pass));
+    }
 
-#[test]
-fn cse() {
-    let text = in_pipeline(CLEANUP, Emit::Forward, &CompileOptions::default(), "cse");
-    insta::assert_snapshot!(text);
-}
-
-#[test]
-fn dce() {
-    let text = in_pipeline(CLEANUP, Emit::Forward, &CompileOptions::default(), "dce");
-    insta::assert_snapshot!(text);
-}
-
-#[test]
-fn inline() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/core/local_function.onnx");
     let m = onnx::load(&path).unwrap();
-    insta::assert_snapshot!(alone(
-        m,
-        vec![Box::new(InlineFunctions)],
-        "inline-functions"
-    ));
-}
-
-#[test]
-fn sequences() {
+    insta::assert_snapshot!(
+        "inline",
+        alone(m, vec![Box::new(InlineFunctions)], "inline-functions")
+    );
     let mut passes = cleanup_passes();
     passes.push(Box::new(LowerSequences));
-    insta::assert_snapshot!(alone(parse(SPLIT), passes, "lower-sequences"));
-}
-
-#[test]
-fn training_mode() {
-    let text = in_pipeline(BN_DROPOUT, Emit::Grad, &sgd_momentum(), "training-mode");
-    insta::assert_snapshot!(text);
-}
-
-#[test]
-fn loss() {
-    insta::assert_snapshot!(in_pipeline(
-        LINEAR,
-        Emit::Grad,
-        &sgd_momentum(),
-        "attach-loss"
-    ));
-}
-
-#[test]
-fn params() {
-    let text = in_pipeline(LINEAR, Emit::Grad, &sgd_momentum(), "discover-params");
-    insta::assert_snapshot!(text);
-}
-
-#[test]
-fn autodiff() {
-    insta::assert_snapshot!(in_pipeline(LINEAR, Emit::Grad, &sgd_momentum(), "autodiff"));
-}
-
-#[test]
-fn optimizer() {
-    insta::assert_snapshot!(in_pipeline(
-        LINEAR,
-        Emit::Train,
-        &sgd_momentum(),
-        "optimizer"
-    ));
-}
-
-#[test]
-fn gen() {
-    insta::assert_snapshot!(in_pipeline(LINEAR, Emit::Train, &sgd_momentum(), "gen"));
-}
-
-#[test]
-fn contract() {
-    let text = in_pipeline(LINEAR, Emit::Train, &sgd_momentum(), "train-contract");
-    insta::assert_snapshot!(text);
-}
-
-#[test]
-fn eval() {
-    let text = in_pipeline(BN_DROPOUT, Emit::Eval, &sgd_momentum(), "eval-mode");
-    insta::assert_snapshot!(text);
+    insta::assert_snapshot!("sequences", alone(parse(SPLIT), passes, "lower-sequences"));
 }
