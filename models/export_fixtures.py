@@ -359,15 +359,21 @@ def randomize_bn(model):
                 m.running_var.uniform_(0.8, 1.2)
 
 
-def fixture_cnn_bn():
-    seed(2)
-    model = CnnBn()
+def bn_image_fixture(name, seed_, make_model, export_batch, batch, size, exporter, **kw):
+    """A 10-class image classifier with randomized BatchNorm statistics on `size`² RGB
+    images: `export_batch` images to export with, `batch` to check with."""
+    seed(seed_)
+    model = make_model()
     randomize_bn(model)
-    x_exp = torch.randn(4, 3, 16, 16)
-    x = torch.randn(6, 3, 16, 16)
-    y = torch.randint(0, 10, (6,))
-    make_fixture("cnn_bn", model, [x_exp], [x], ["input"], "logits", y, "cross-entropy",
-                 "torchscript")
+    x_exp = torch.randn(export_batch, 3, size, size)
+    x = torch.randn(batch, 3, size, size)
+    y = torch.randint(0, 10, (batch,))
+    make_fixture(name, model, [x_exp], [x], ["input"], "logits", y, "cross-entropy", exporter,
+                 **kw)
+
+
+def fixture_cnn_bn():
+    bn_image_fixture("cnn_bn", 2, CnnBn, 4, 6, 16, "torchscript")
 
 
 class BasicBlock(nn.Module):
@@ -413,17 +419,10 @@ class SmallResNet(nn.Module):
 
 
 def fixture_resnet():
-    seed(3)
-    model = SmallResNet()
-    randomize_bn(model)
-    x_exp = torch.randn(2, 3, 32, 32)
-    x = torch.randn(4, 3, 32, 32)
-    y = torch.randint(0, 10, (4,))
-    make_fixture("resnet", model, [x_exp], [x], ["input"], "logits", y, "cross-entropy",
-                 "dynamo", extra_notes=[
-                     "dynamo exporter writes BatchNormalization in inference mode (no "
-                     "training_mode attribute, one output) although the model was in train "
-                     "mode: ORT on model.onnx as-is computes logits_eval, not logits"])
+    bn_image_fixture("resnet", 3, SmallResNet, 2, 4, 32, "dynamo", extra_notes=[
+        "dynamo exporter writes BatchNormalization in inference mode (no "
+        "training_mode attribute, one output) although the model was in train "
+        "mode: ORT on model.onnx as-is computes logits_eval, not logits"])
 
 
 class Attention(nn.Module):

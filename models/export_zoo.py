@@ -173,7 +173,8 @@ def quiet_transformers():
     transformers.logging.set_verbosity_error()
 
 
-def gpt2():
+def gpt2_lm(attn_implementation=None, ignore_one_label=True):
+    """A 2-layer GPT-2 language model on 8 tokens; labels are the inputs shifted by one."""
     from transformers import GPT2Config, GPT2LMHeadModel
     quiet_transformers()
 
@@ -185,15 +186,21 @@ def gpt2():
                                    use_cache=False).logits
 
     vocab, seq = 96, 8
+    attn = {} if attn_implementation is None else {"attn_implementation": attn_implementation}
     cfg = GPT2Config(vocab_size=vocab, n_positions=16, n_embd=32, n_layer=2, n_head=4,
                      resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, use_cache=False,
-                     bos_token_id=0, eos_token_id=0, tie_word_embeddings=True)
+                     bos_token_id=0, eos_token_id=0, tie_word_embeddings=True, **attn)
     model = GPT2Logits(cfg)
     ids_exp, ids = torch.randint(0, vocab, (2, seq)), torch.randint(0, vocab, (5, seq))
     labels = torch.full_like(ids, IGNORE_INDEX)
     labels[:, :-1] = ids[:, 1:]
-    labels[2, 4] = IGNORE_INDEX
+    if ignore_one_label:
+        labels[2, 4] = IGNORE_INDEX
     return model, [ids_exp], [ids], ["input_ids"], labels
+
+
+def gpt2():
+    return gpt2_lm()
 
 
 def encoder_classifier(family):
@@ -397,24 +404,7 @@ def timm_swin():
 
 
 def gpt2_eager():
-    from transformers import GPT2Config, GPT2LMHeadModel
-    quiet_transformers()
-
-    class GPT2Logits(GPT2LMHeadModel):
-        def forward(self, input_ids):
-            return super().forward(input_ids=input_ids, attention_mask=torch.ones_like(input_ids),
-                                   use_cache=False).logits
-
-    vocab, seq = 96, 8
-    cfg = GPT2Config(vocab_size=vocab, n_positions=16, n_embd=32, n_layer=2, n_head=4,
-                     resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, use_cache=False,
-                     bos_token_id=0, eos_token_id=0, tie_word_embeddings=True,
-                     attn_implementation="eager")
-    model = GPT2Logits(cfg)
-    ids_exp, ids = torch.randint(0, vocab, (2, seq)), torch.randint(0, vocab, (5, seq))
-    labels = torch.full_like(ids, IGNORE_INDEX)
-    labels[:, :-1] = ids[:, 1:]
-    return model, [ids_exp], [ids], ["input_ids"], labels
+    return gpt2_lm(attn_implementation="eager", ignore_one_label=False)
 
 
 def distilbert():

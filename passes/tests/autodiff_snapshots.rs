@@ -4,36 +4,18 @@
 
 use gen_passes::autodiff::differentiate;
 use gen_passes::ir::text::model_to_text;
-use gen_passes::ir::{
-    Attr, Builder, DType, Dim, Graph, Model, Op, Tensor, TensorType, Type, ValueId,
-};
+use gen_passes::ir::{Attr, Builder, DType, Dim, Graph, Model, Op, Tensor, ValueId};
 use gen_passes::pipeline::{cleanup_passes, grad, Context, PassManager};
 
-fn model(g: Graph, opset: i64) -> Model {
-    let mut m = Model {
-        ir_version: 8,
-        graph: g,
-        ..Model::default()
-    };
-    m.opsets.insert(String::new(), opset);
-    m
-}
+mod common;
+use common::{batch, weight_of};
 
 fn input(g: &mut Graph, name: &str, dims: &[Dim]) -> ValueId {
-    g.add_input(
-        name,
-        Type::Tensor(TensorType::new(DType::F32, Some(dims.to_vec()))),
-    )
-}
-
-fn batch() -> Dim {
-    Dim::Sym("batch".into())
+    common::input(g, name, DType::F32, dims)
 }
 
 fn weight(g: &mut Graph, name: &str, dims: &[i64]) -> ValueId {
-    let n = dims.iter().product::<i64>() as usize;
-    let vals: Vec<f32> = (0..n).map(|i| (i as f32 * 0.37).sin()).collect();
-    g.add_initializer(name, Tensor::from_f32(dims, &vals))
+    weight_of(g, name, dims, |i| (i as f32 * 0.37).sin())
 }
 
 /// Differentiates `loss` with respect to `wrt` and snapshots the graph with outputs
@@ -41,7 +23,7 @@ fn weight(g: &mut Graph, name: &str, dims: &[i64]) -> ValueId {
 fn backward_text(mut g: Graph, loss: ValueId, wrt: &[ValueId]) -> String {
     let grads = differentiate(&mut g, 17, loss, wrt).expect("differentiable");
     g.outputs = std::iter::once(loss).chain(grads).collect();
-    let mut m = model(g, 17);
+    let mut m = Model::new(g, 17);
     PassManager::new(cleanup_passes())
         .run(&mut m, &mut Context::default())
         .expect("cleanup");
@@ -121,7 +103,7 @@ fn classifier_grad_pipeline() {
     let logits = b.unary(Op::Relu, dr[0]);
     assert!(g.rename(logits, "logits"));
     g.outputs = vec![logits];
-    let mut m = model(g, 17);
+    let mut m = Model::new(g, 17);
     let mut cx = Context::default();
     let mut passes = cleanup_passes();
     passes.extend(grad::passes(&cx).expect("stages"));

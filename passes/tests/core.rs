@@ -200,7 +200,7 @@ fn verifier_names_the_node_that_breaks_an_invariant() {
 /// (Where(Equal(shape, -1), 1, shape)) over a symbolic batch keeps a static shape.
 #[test]
 fn exporter_constant_idioms_fold() {
-    use gen_passes::ir::{Attr, Builder, Graph, Model, Tensor, TensorType, Type};
+    use gen_passes::ir::{Attr, Builder, Graph, Tensor, TensorType, Type};
     let mut g = Graph::new("idioms");
     let dims = vec![Dim::Sym("batch".into()), Dim::Fixed(3), Dim::Fixed(4)];
     let x = g.add_input("x", Type::Tensor(TensorType::new(DType::F32, Some(dims))));
@@ -248,14 +248,8 @@ fn exporter_constant_idioms_fold() {
     let target = b.where_(is_minus, one, shape);
     let y = b.expand(up[0], target);
     g.outputs = vec![y];
-    let mut m = Model {
-        ir_version: 8,
-        graph: g,
-        ..Model::default()
-    };
-    m.opsets.insert(String::new(), 17);
     let m = compile(
-        m,
+        gen_passes::ir::Model::new(g, 17),
         Emit::Forward,
         &CompileOptions::default(),
         &Debug::default(),

@@ -12,11 +12,7 @@ use gen_passes::CompileOptions;
 
 /// `L = mean((x·W + b − 1)²)` with a hand-written gradient; W is 64×16 so a copy would show.
 fn model(options: CompileOptions) -> (Model, Context) {
-    let mut m = Model {
-        ir_version: 8,
-        ..Model::default()
-    };
-    m.opsets.insert(String::new(), 17);
+    let mut m = Model::new(Graph::default(), 17);
     let g = &mut m.graph;
     let x = g.add_input(
         "x",

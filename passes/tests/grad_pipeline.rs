@@ -10,35 +10,15 @@ use gen_passes::options::LossKind;
 use gen_passes::pipeline::{cleanup_passes, grad, Context, PassManager};
 use gen_passes::CompileOptions;
 
-fn model(g: Graph, opset: i64) -> Model {
-    let mut m = Model {
-        ir_version: 8,
-        graph: g,
-        ..Model::default()
-    };
-    m.opsets.insert(String::new(), opset);
-    m
-}
-
-fn input(g: &mut Graph, name: &str, dtype: DType, dims: &[Dim]) -> ValueId {
-    g.add_input(
-        name,
-        Type::Tensor(TensorType::new(dtype, Some(dims.to_vec()))),
-    )
-}
-
-fn batch() -> Dim {
-    Dim::Sym("batch".into())
-}
+mod common;
+use common::{batch, input, weight_of};
 
 fn fixed(d: i64) -> Dim {
     Dim::Fixed(d)
 }
 
 fn weight(g: &mut Graph, name: &str, dims: &[i64]) -> ValueId {
-    let n = dims.iter().product::<i64>() as usize;
-    let vals: Vec<f32> = (0..n).map(|i| 0.1 + i as f32 * 0.01).collect();
-    g.add_initializer(name, Tensor::from_f32(dims, &vals))
+    weight_of(g, name, dims, |i| 0.1 + i as f32 * 0.01)
 }
 
 /// x [batch, 3] → Gemm(fc) → `logits` [batch, 4].
@@ -56,7 +36,7 @@ fn linear() -> Graph {
 
 /// Runs the gradient stages (and the grad outputs) on `g`.
 fn run_grad(g: Graph, options: CompileOptions) -> Result<(Model, Context), gen_passes::Error> {
-    let mut m = model(g, 17);
+    let mut m = Model::new(g, 17);
     let mut cx = Context {
         options,
         ..Context::default()
@@ -386,7 +366,7 @@ fn split_to_sequence_pieces_become_slices() {
 #[test]
 fn opset_is_raised_when_every_node_allows_it() {
     let (m, _) = {
-        let mut mm = model(linear(), 12);
+        let mut mm = Model::new(linear(), 12);
         let mut cx = Context::default();
         let mut passes = cleanup_passes();
         passes.extend(grad::passes(&cx).expect("stages"));
@@ -403,7 +383,7 @@ fn opset_is_raised_when_every_node_allows_it() {
     assert!(g.rename(y, "pre"));
     assert!(g.rename(s, "logits"));
     g.outputs = vec![s];
-    let mut mm = model(g, 11);
+    let mut mm = Model::new(g, 11);
     let mut cx = Context::default();
     let e = PassManager::new(grad::passes(&cx).expect("stages"))
         .run(&mut mm, &mut cx)

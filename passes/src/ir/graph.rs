@@ -516,6 +516,16 @@ pub struct Model {
 }
 
 impl Model {
+    /// A model around `graph` importing the default domain at `opset` (IR version 8).
+    pub fn new(graph: Graph, opset: i64) -> Model {
+        Model {
+            ir_version: 8,
+            opsets: BTreeMap::from([(String::new(), opset)]),
+            graph,
+            ..Model::default()
+        }
+    }
+
     /// The default-domain opset version.
     pub fn opset(&self) -> i64 {
         self.opsets.get("").copied().unwrap_or(1)

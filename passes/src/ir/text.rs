@@ -1,11 +1,45 @@
-//! The canonical text form: deterministic and complete, values renumbered in topological
-//! order (`%0`, `%1`, ...), big tensors shown as dtype, shape and a short hash. Used by the
-//! snapshot tests and by `gen-compile --print-ir` / `--print-after`.
+//! The canonical text form: deterministic, values renumbered in topological order (`%0`, `%1`,
+//! ...). Used by the snapshot tests and by `gen-compile --print-ir` / `--print-after`, and read
+//! back by [`parse_model`] (so tests can be written as text).
+//!
+//! ```text
+//! model ir=8 opsets[ai.onnx=17]
+//! meta "key" = "value"                        (values over 60 characters end in `…`)
+//! graph "name" {
+//!   in %0 "x": f32[batch,3]                   (an input; `= tensor` gives it a default)
+//!   init %1 "w" = f32[3,2] #1a2b3c4d          (initializers, sorted by name)
+//!   %2: f32[batch,2], _ = Op(%0, %1, _) {k=v} (`_`: an omitted optional input or output)
+//!     then_branch:                            (a GRAPH attribute; GRAPHS ones are `key[i]:`)
+//!       graph "then" { ... }                  (reads enclosing values by their `%N`)
+//!   return %2 "y"
+//! }
+//! ```
+//!
+//! Types: `f32[batch,3]` (a symbol that is not a plain identifier is quoted), `f32[..]` (rank
+//! unknown), `?` (unknown), `opaque` (a sequence/map/optional type). Attributes: `1` int,
+//! `1.0` float (always with `.`, an exponent, `NaN` or `inf`), `"s"` string, a tensor,
+//! `[..]` lists (`ints[]`, `floats[]`, ... when empty), `<raw 0a1b>` kept protobuf bytes.
+//!
+//! Tensors: up to 8 elements are printed in full (`f32[2] {0, 1.5}`; integers exactly, floats
+//! as the shortest decimal of their f64 value, which reads back to the same bits); bigger
+//! ones as dtype, shape and content hash (`f32[64,10] #1a2b3c4d`), as are small ones of types
+//! without a text form (`u16[2] {#1a2b3c4d}`). The parser takes hashed tensors from a side
+//! table keyed by hash ([`tensors_by_hash`] of the printed model); a tensor written in full
+//! is accepted at any size, so hand-written models need no table.
+//!
+//! What the text does not hold (so a parsed model lacks it): node names (parsed nodes are
+//! unnamed), names of values that are not inputs, initializers or graph outputs (parsed ones
+//! are named `%N`), doc strings, producer fields, `extra` protobuf fields, external-data flags,
+//! the bytes of `opaque` types (parsed as an empty opaque type), metadata past 60 characters,
+//! and string elements that are not UTF-8. Print → parse → print gives the same text.
 
 use super::graph::{Attr, Graph, Model, ValueDef, ValueId};
 use super::types::{Dim, Tensor, TensorData, Type};
 use std::collections::HashMap;
 use std::fmt::Write;
+
+mod parse;
+pub use parse::{parse_model, TextError, TextErrorKind};
 
 /// Tensors with at most this many elements are printed in full.
 const INLINE_ELEMENTS: usize = 8;
@@ -24,7 +58,7 @@ pub fn model_to_text(m: &Model) -> String {
         let _ = writeln!(
             s,
             "meta {k:?} = {short:?}{}",
-            if v.len() > 60 { "…" } else { "" }
+            if v.chars().count() > 60 { "…" } else { "" }
         );
     }
     graph_to_text(&m.graph, 0, &mut HashMap::new(), &mut s);
@@ -52,7 +86,7 @@ pub fn graph_to_text(
         let id = outer
             .get(g.name(o))
             .cloned()
-            .unwrap_or_else(|| format!("^{}", g.name(o)));
+            .unwrap_or_else(|| format!("^{:?}", g.name(o)));
         num.insert(o, id);
     }
     for &i in &g.inputs {
@@ -94,7 +128,7 @@ pub fn graph_to_text(
                 Some(v) => num
                     .get(v)
                     .cloned()
-                    .unwrap_or_else(|| format!("?{}", g.name(*v))),
+                    .unwrap_or_else(|| format!("?{:?}", g.name(*v))),
                 None => "_".into(),
             })
             .collect();
@@ -110,11 +144,15 @@ pub fn graph_to_text(
             })
             .collect();
         let mut attrs: Vec<String> = Vec::new();
-        let mut subgraphs: Vec<(&String, &Graph)> = Vec::new();
+        let mut subgraphs: Vec<(String, &Graph)> = Vec::new();
         for (k, a) in &node.attrs {
             match a {
-                Attr::Graph(sg) => subgraphs.push((k, sg)),
-                Attr::Graphs(gs) => subgraphs.extend(gs.iter().map(|sg| (k, sg))),
+                Attr::Graph(sg) => subgraphs.push((k.clone(), sg)),
+                Attr::Graphs(gs) if !gs.is_empty() => subgraphs.extend(
+                    gs.iter()
+                        .enumerate()
+                        .map(|(i, sg)| (format!("{k}[{i}]"), sg)),
+                ),
                 _ => attrs.push(format!("{k}={}", attr_text(a))),
             }
         }
@@ -170,9 +208,18 @@ pub fn type_text(t: &Type) -> String {
 
 fn dims_text(dims: &[Dim]) -> String {
     dims.iter()
-        .map(Dim::to_string)
+        .map(|d| match d {
+            Dim::Sym(s) if !is_plain_symbol(s) => format!("{s:?}"),
+            _ => d.to_string(),
+        })
         .collect::<Vec<_>>()
         .join(",")
+}
+
+/// A symbolic dimension printed bare: an identifier that cannot be read as a number or `?`.
+fn is_plain_symbol(s: &str) -> bool {
+    s.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+        && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 /// Small tensors in full, big ones as dtype, shape and hash.
@@ -185,13 +232,18 @@ pub fn tensor_text(t: &Tensor) -> String {
     if t.numel() > INLINE_ELEMENTS {
         return format!("{head} #{}", t.hash_hex());
     }
-    let body = match (&t.data, t.to_f64_vec()) {
-        (TensorData::Strings(ss), _) => ss
+    let body = match (&t.data, t.to_i64_vec(), t.to_f64_vec()) {
+        (TensorData::Strings(ss), _, _) => ss
             .iter()
             .map(|b| format!("{:?}", String::from_utf8_lossy(b)))
             .collect::<Vec<_>>()
             .join(", "),
-        (_, Some(vals)) => vals
+        (_, Some(ints), _) => ints
+            .iter()
+            .map(i64::to_string)
+            .collect::<Vec<_>>()
+            .join(", "),
+        (_, _, Some(vals)) => vals
             .iter()
             .map(|v| format!("{v}"))
             .collect::<Vec<_>>()
@@ -203,6 +255,12 @@ pub fn tensor_text(t: &Tensor) -> String {
 
 fn attr_text(a: &Attr) -> String {
     match a {
+        // empty lists name their kind: `[]` alone would not say which list it is
+        Attr::Floats(v) if v.is_empty() => "floats[]".into(),
+        Attr::Ints(v) if v.is_empty() => "ints[]".into(),
+        Attr::Strings(v) if v.is_empty() => "strings[]".into(),
+        Attr::Tensors(v) if v.is_empty() => "tensors[]".into(),
+        Attr::Graphs(v) if v.is_empty() => "graphs[]".into(),
         Attr::Float(f) => format!("{f:?}"),
         Attr::Int(i) => i.to_string(),
         Attr::String(b) => format!("{:?}", String::from_utf8_lossy(b)),
@@ -220,6 +278,39 @@ fn attr_text(a: &Attr) -> String {
             ts.iter().map(tensor_text).collect::<Vec<_>>().join(", ")
         ),
         Attr::Graph(_) | Attr::Graphs(_) => "<graph>".into(),
-        Attr::Raw(b) => format!("<raw {} bytes>", b.len()),
+        Attr::Raw(b) => format!(
+            "<raw {}>",
+            b.iter().map(|x| format!("{x:02x}")).collect::<String>()
+        ),
     }
+}
+
+/// Every tensor of a model (initializers, input defaults, tensor attributes, subgraphs
+/// included) by content hash: the side table [`parse_model`] reads hashed tensors from.
+pub fn tensors_by_hash(m: &Model) -> HashMap<String, Tensor> {
+    fn walk(g: &Graph, out: &mut HashMap<String, Tensor>) {
+        let mut add = |t: &Tensor| {
+            out.entry(t.hash_hex()).or_insert_with(|| t.clone());
+        };
+        for (_, t) in g.initializers() {
+            add(t);
+        }
+        for &n in g.order() {
+            for a in g.node(n).attrs.values() {
+                match a {
+                    Attr::Tensor(t) => add(t),
+                    Attr::Tensors(ts) => ts.iter().for_each(&mut add),
+                    _ => {}
+                }
+            }
+        }
+        for &n in g.order() {
+            for sg in g.node(n).subgraphs() {
+                walk(sg, out);
+            }
+        }
+    }
+    let mut out = HashMap::new();
+    walk(&m.graph, &mut out);
+    out
 }
