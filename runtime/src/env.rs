@@ -87,10 +87,6 @@ fn same_file(a: &Path, b: &Path) -> bool {
     }
 }
 
-pub(crate) const SETUP_HINT: &str =
-    "run scripts/setup.sh (it installs onnxruntime==1.31.1 into .venv), \
-                          or point --ort-lib / ORT_DYLIB_PATH at libonnxruntime.so";
-
 /// Resolves which ONNX Runtime library to load (see the module docs for the order).
 pub fn find_library(explicit: Option<&Path>) -> Result<PathBuf> {
     if let Some(path) = explicit {

@@ -2,8 +2,11 @@
 
 use std::fmt::Display;
 
-use crate::env::SETUP_HINT;
 use std::path::{Path, PathBuf};
+
+/// How to get the ONNX Runtime library, said wherever it is missing.
+const SETUP_HINT: &str = "run scripts/setup.sh (it installs onnxruntime==1.31.1 into .venv), \
+                          or point --ort-lib / ORT_DYLIB_PATH at libonnxruntime.so";
 
 /// Everything that can go wrong while loading, running or training a model.
 #[derive(Debug, thiserror::Error)]
