@@ -5,6 +5,9 @@
 //! the ONNX Runtime-only settings are errors on tract, and without the `tract` cargo feature
 //! `--backend tract` says how to build it.
 
+// Both support modules include the stateless tests/support/common.rs; two copies are harmless.
+#![allow(clippy::duplicate_mod)]
+
 #[cfg(feature = "tract")]
 mod gen_support;
 mod train_support;
