@@ -129,6 +129,24 @@ impl GraphOutputs {
         out
     }
 
+    /// Fills `contract` with what every graph's contract says (data, state, named outputs, the
+    /// model's own inputs and outputs, config) and returns the graph's output list.
+    fn finish(
+        self,
+        contract: &mut Contract,
+        data: Vec<String>,
+        state: Vec<StateEntry>,
+        cx: &Context,
+    ) -> Vec<ValueId> {
+        contract.data = data;
+        contract.state = state;
+        contract.outputs = self.named;
+        contract.model_inputs = cx.model_inputs.clone();
+        contract.model_outputs = cx.model_outputs.clone();
+        contract.config = config(cx);
+        self.list
+    }
+
     /// Appends `v` and lists it in the contract's `outputs` under `key` (a controller's own
     /// reported value).
     fn add_other(&mut self, b: &mut Builder, v: ValueId, key: &str) -> ValueId {
@@ -328,13 +346,7 @@ impl Pass for TrainContractPass {
             }
         }
         outs.add_accuracy(&mut b, class);
-        contract.data = data;
-        contract.state = state;
-        contract.outputs = outs.named;
-        contract.model_inputs = cx.model_inputs.clone();
-        contract.model_outputs = cx.model_outputs.clone();
-        contract.config = config(cx);
-        b.g.outputs = outs.list;
+        b.g.outputs = outs.finish(&mut contract, data, state, cx);
         write(&contract, m);
         Ok(true)
     }
@@ -382,13 +394,7 @@ impl Pass for EvalContractPass {
             });
         }
         let mut contract = Contract::new(GraphKind::Eval, b.g.name(loss_out).to_string());
-        contract.data = data;
-        contract.state = state;
-        contract.outputs = outs.named;
-        contract.model_inputs = cx.model_inputs.clone();
-        contract.model_outputs = cx.model_outputs.clone();
-        contract.config = config(cx);
-        b.g.outputs = outs.list;
+        b.g.outputs = outs.finish(&mut contract, data, state, cx);
         write(&contract, m);
         Ok(true)
     }
