@@ -11,6 +11,10 @@
 //! parameters. Neither is written: the last good checkpoint stays, and no NaN model is exported.
 //! Crash safety: model.onnx is written before the final checkpoint, so a run killed between them
 //! redoes its last steps on resume; a finished run whose model.onnx is missing re-exports it.
+//!
+//! Over 600 lines: the run loop and the run-directory checks it must apply in order (resume,
+//! lock, divergence, finish) are kept together; splitting the run-directory choice into
+//! `rundir.rs` is the next step when this file grows.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -2,6 +2,9 @@
 //! described at the top of `text.rs`). Parsing happens in two steps: the text becomes a small
 //! syntax tree (so a graph's `return` names are known before its nodes are built), then the
 //! tree becomes IR graphs, innermost subgraphs first.
+//!
+//! Over 600 lines on purpose: one grammar, read in one place (lexer, syntax tree, graph builder
+//! and their typed errors), like the printer it mirrors.
 
 use super::super::graph::{Attr, Graph, Model, ValueId};
 use super::super::ops::Op;
